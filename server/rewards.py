@@ -1,0 +1,75 @@
+"""Reward terms: pure functions of the step outcome and the episode so far.
+
+``binary`` pays 1.0 for a correct ANSWER and nothing else. ``shaped`` adds
+two small terms for denser credit in long episodes:
+
+- progress: ``PROGRESS_WEIGHT * (phi_new - phi_old)``, where ``phi`` is the
+  closeness of the latest QUERY result to the gold result (1.0 when it
+  matches, else ``0.9 * cell F1``). The terms telescope, so an episode's
+  progress sum is ``PROGRESS_WEIGHT * phi_last`` whatever path it took.
+- step cost: ``-STEP_COST`` for every step, ANSWER included.
+
+Bounds with the defaults (budget 15): a correct episode returns at least
+``1 - 15 * 0.01 = 0.85``; an incorrect or truncated one at most
+``0.2 - 0.01 = 0.19``. A correct answer always dominates.
+"""
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from sql_env.server.verifier import cell_f1, results_match
+
+RewardMode = Literal["binary", "shaped"]
+REWARD_MODES: tuple[RewardMode, ...] = ("binary", "shaped")
+CORRECT_REWARD = 1.0
+PROGRESS_WEIGHT = 0.2
+STEP_COST = 0.01
+
+
+def closeness(
+    rows: Sequence[Sequence[Any]],
+    gold_rows: Sequence[tuple[Any, ...]],
+    order_matters: bool,
+    rel_tol: float,
+) -> float:
+    """Potential of a QUERY result: 1.0 if it is the gold result, else 0.9 * F1.
+
+    >>> closeness([[6]], [(6,)], False, 0.01)
+    1.0
+    >>> closeness([[5]], [(6,)], False, 0.01)
+    0.0
+    """
+    if results_match(rows, gold_rows, order_matters, rel_tol):
+        return 1.0
+    return 0.9 * cell_f1(rows, gold_rows)
+
+
+def step_reward(
+    mode: RewardMode,
+    *,
+    answered: bool,
+    correct: bool,
+    potential_before: float,
+    potential_after: float,
+) -> float:
+    """The reward of one step.
+
+    Args:
+        mode: ``"binary"`` or ``"shaped"``.
+        answered: The step was an ANSWER.
+        correct: The ANSWER matched the gold result.
+        potential_before: ``phi`` before the step (0.0 at reset).
+        potential_after: ``phi`` after it (unchanged unless a QUERY ran).
+
+    >>> step_reward("binary", answered=True, correct=True,
+    ...             potential_before=0.0, potential_after=0.0)
+    1.0
+    >>> round(step_reward("shaped", answered=False, correct=False,
+    ...                   potential_before=0.0, potential_after=0.5), 3)
+    0.09
+    """
+    outcome = CORRECT_REWARD if answered and correct else 0.0
+    if mode == "binary":
+        return outcome
+    progress = PROGRESS_WEIGHT * (potential_after - potential_before)
+    return outcome + progress - STEP_COST
