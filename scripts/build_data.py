@@ -48,7 +48,7 @@ from sql_env.server.question_bank import (
     questions_dir,
 )
 from sql_env.server.sandbox import Sandbox
-from sql_env.server.sql_analysis import has_order_by, hardness, tables_used
+from sql_env.server.sql_analysis import hardness, has_order_by, tables_used
 
 # The official Spider 1.0 release (Yu et al., 2018), as linked from its site.
 OFFICIAL_URL = (
@@ -122,7 +122,8 @@ def resolve_source(source: str, cache_dir: Path) -> tuple[Path, str]:
         digest = file_sha256(path)
         target = cache_dir / "extracted" / digest[:16]
         if not target.is_dir():
-            tmp = Path(tempfile.mkdtemp(dir=cache_dir))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=target.parent))
             with zipfile.ZipFile(path) as archive:
                 archive.extractall(tmp)
             tmp.rename(target)
@@ -180,7 +181,9 @@ def read_schema(db_path: Path) -> list[Table]:
             quoted = '"' + name.replace('"', '""') + '"'
             info = conn.execute(f"PRAGMA table_info({quoted})").fetchall()
             columns = tuple(Column(row[1], row[2] or "") for row in info)
-            primary_key = tuple(row[1] for row in sorted(info, key=lambda r: r[5]) if row[5])
+            primary_key = tuple(
+                row[1] for row in sorted(info, key=lambda r: r[5]) if row[5]
+            )
             fks = tuple(
                 ForeignKey(row[3], row[2], row[4])
                 for row in conn.execute(f"PRAGMA foreign_key_list({quoted})")
@@ -265,7 +268,9 @@ def write_report(
             "eligible": sum(q.excluded is None for q in items),
             "excluded": dict(sorted(reasons.items())),
             "databases": len({q.db_id for q in items}),
-            "hardness": {k: levels.get(k, 0) for k in ("easy", "medium", "hard", "extra")},
+            "hardness": {
+                k: levels.get(k, 0) for k in ("easy", "medium", "hard", "extra")
+            },
         }
         report["excluded"] += [
             {"id": q.id, "db_id": q.db_id, "reason": q.excluded}
@@ -296,7 +301,9 @@ def write_report(
         "| id | db | reason |",
         "|---|---|---|",
     ]
-    lines += [f"| {e['id']} | {e['db_id']} | {e['reason']} |" for e in report["excluded"]]
+    lines += [
+        f"| {e['id']} | {e['db_id']} | {e['reason']} |" for e in report["excluded"]
+    ]
     (qdir / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return report
 
@@ -366,9 +373,11 @@ def print_summary(report: dict[str, Any]) -> None:
             f"{s['databases']} databases; excluded: {reasons}"
         )
     dbs = report["databases"]
+    missing = ", ".join(dbs["missing"]) or "none"
+    failed = ", ".join(dbs["failed_integrity"]) or "none"
     print(
-        f"databases: {dbs['copied']} copied; missing: {', '.join(dbs['missing']) or 'none'}"
-        f"; failed integrity_check: {', '.join(dbs['failed_integrity']) or 'none'}"
+        f"databases: {dbs['copied']} copied; missing: {missing}; "
+        f"failed integrity_check: {failed}"
     )
 
 
@@ -376,11 +385,17 @@ def parse_args(argv: list[str] | None = None) -> BuildArgs:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     for f in BuildArgs.__dataclass_fields__.values():
         if f.type is bool or f.type == "bool":
-            parser.add_argument(f"--{f.name.replace('_', '-')}", action="store_true",
-                                help=f.metadata["help"])
+            parser.add_argument(
+                f"--{f.name.replace('_', '-')}",
+                action="store_true",
+                help=f.metadata["help"],
+            )
         else:
-            parser.add_argument(f"--{f.name.replace('_', '-')}", default=f.default,
-                                help=f.metadata["help"])
+            parser.add_argument(
+                f"--{f.name.replace('_', '-')}",
+                default=f.default,
+                help=f.metadata["help"],
+            )
     ns = parser.parse_args(argv)
     return BuildArgs(source=ns.source, data_dir=Path(ns.data_dir), force=ns.force)
 

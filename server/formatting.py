@@ -81,6 +81,8 @@ def render_schema(table: Table) -> str:
     if table.foreign_keys:
         lines.append("Foreign keys:")
         for fk in table.foreign_keys:
-            target = f"{fk.ref_table}.{fk.ref_column}" if fk.ref_column else fk.ref_table
+            target = (
+                f"{fk.ref_table}.{fk.ref_column}" if fk.ref_column else fk.ref_table
+            )
             lines.append(f"- {fk.column} -> {target}")
     return "\n".join(lines)

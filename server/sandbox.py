@@ -30,7 +30,9 @@ from sql_env.server.errors import (
 QUERY_TIMEOUT_S = 5.0
 MAX_RESULT_ROWS = 10_000  # rows kept from one statement; more are reported, not kept
 MAX_RESULT_BYTES = 8_000_000  # text and blob bytes kept from one statement
-MAX_VALUE_BYTES = 1_000_000  # SQLITE_LIMIT_LENGTH: largest string or blob
+# SQLITE_LIMIT_LENGTH. Spider's longest value is 213 chars; at 1 MB, instr() or
+# replace() on two huge strings ran one uninterruptible 3 s VM step.
+MAX_VALUE_BYTES = 100_000
 MAX_SQL_LENGTH = 100_000
 PROGRESS_EVERY_N_OPS = 10_000  # ~0.1-1 ms of VM work between deadline checks
 FETCH_CHUNK = 256
@@ -220,6 +222,8 @@ class Sandbox:
             raise QueryError("The query is empty; send one SELECT statement.")
         if "\x00" in sql:
             raise QueryError("The query contains a NUL character.")
+        if not is_utf8(sql):
+            raise QueryError("The query is not valid Unicode text.")
         conn = self._connection()
         self._denied = self._function_error = None
         self._keyword = sql.split(None, 1)[0].upper()[:20] if sql.split() else ""
@@ -316,6 +320,8 @@ class Sandbox:
                     next(arg_iter, None)
         if self._printf_conn is None:
             self._printf_conn = sqlite3.connect(":memory:", check_same_thread=False)
+            for limit, value in _LIMITS.items():
+                self._printf_conn.setlimit(limit, value)
         placeholders = ", ".join("?" * (len(args) + 1))
         row = self._printf_conn.execute(f"SELECT printf({placeholders})", (fmt, *args))
         return row.fetchone()[0]
@@ -352,3 +358,12 @@ def _as_int(value: Any) -> int:
         return abs(int(float(value or 0)))
     except (TypeError, ValueError, OverflowError):
         return 0
+
+
+def is_utf8(text: str) -> bool:
+    """False for lone surrogates (JSON "\\ud800"), which SQLite cannot take."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -11,7 +11,12 @@ from openenv.core.env_server.types import EnvironmentMetadata
 
 from sql_env.models import SQLAction, SQLObservation, SQLState
 from sql_env.server import formatting, rewards
-from sql_env.server.errors import EpisodeOverError, SQLEnvError, UnknownTableError
+from sql_env.server.errors import (
+    EpisodeOverError,
+    QueryError,
+    SQLEnvError,
+    UnknownTableError,
+)
 from sql_env.server.question_bank import (
     DEFAULT_DATA_DIR,
     HARDNESS_LEVELS,
@@ -20,7 +25,7 @@ from sql_env.server.question_bank import (
     QuestionBank,
     load_bank,
 )
-from sql_env.server.sandbox import QUERY_TIMEOUT_S, Sandbox
+from sql_env.server.sandbox import QUERY_TIMEOUT_S, Sandbox, is_utf8
 from sql_env.server.verifier import DEFAULT_REL_TOL, answer_matches
 
 logger = logging.getLogger(__name__)
@@ -189,7 +194,9 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
                 )
             return question
         if split not in SPLITS:
-            raise ValueError(f"Unknown split {split!r}; use one of {', '.join(SPLITS)}.")
+            raise ValueError(
+                f"Unknown split {split!r}; use one of {', '.join(SPLITS)}."
+            )
         if hardness is not None and hardness not in HARDNESS_LEVELS:
             raise ValueError(
                 f"Unknown hardness {hardness!r}; use one of "
@@ -209,8 +216,10 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
                 )
         pool = self._bank.eligible(split, db_id=db_id, hardness=hardness)
         if not pool:
-            raise ValueError(f"No playable questions for split={split!r}, "
-                             f"db_id={db_id!r}, hardness={hardness!r}.")
+            raise ValueError(
+                f"No playable questions for split={split!r}, "
+                f"db_id={db_id!r}, hardness={hardness!r}."
+            )
         if index is not None:
             if not 0 <= index < len(pool):
                 raise ValueError(f"index {index} out of range 0..{len(pool) - 1}.")
@@ -235,10 +244,21 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
             )
 
         self._state.step_count += 1
+        if not is_utf8(action.argument):
+            # A lone surrogate can neither reach SQLite nor go back out as JSON
+            # in the history: keep a printable copy and answer an error.
+            action = action.model_copy(
+                update={"argument": action.argument.encode("utf-8", "replace").decode()}
+            )
+            action_error = "The argument is not valid Unicode text; send plain UTF-8."
+        else:
+            action_error = ""
         answered = correct = False
         potential = self._potential
         result = error = ""
         try:
+            if action_error:
+                raise QueryError(action_error)
             match action.action_type:
                 case "DESCRIBE":
                     result = formatting.render_schema(self._table(action.argument))
@@ -254,7 +274,9 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
                         question.order_matters,
                         self.tolerance,
                     )
-                    result = f"Answer submitted: {'correct' if correct else 'incorrect'}."
+                    result = (
+                        f"Answer submitted: {'correct' if correct else 'incorrect'}."
+                    )
         except SQLEnvError as exc:
             error = str(exc)
 

@@ -16,7 +16,6 @@ docs/reward.md):
 - A degenerate gold result (no rows, or only NULLs) never matches anything.
 """
 
-import itertools
 import json
 import math
 import re
@@ -213,7 +212,9 @@ def _table_match(
     width = len(gold[0])
     if any(len(row) != width for row in candidate):
         return False
-    tolerant = tuple(any(isinstance(row[i], float) for row in gold) for i in range(width))
+    tolerant = tuple(
+        any(isinstance(row[i], float) for row in gold) for i in range(width)
+    )
     for tried, order in enumerate(_column_orders(candidate, gold, tolerant, rel_tol)):
         if tried >= MAX_PERMUTATIONS:
             return False
@@ -245,9 +246,24 @@ def _column_orders(
         ]
         for i in range(width)
     ]
-    for order in itertools.permutations(range(width)):
-        if all(fits[i][j] for i, j in enumerate(order)):
-            yield order
+    yield from _assignments(fits, [], [False] * width)
+
+
+def _assignments(
+    fits: list[list[bool]], order: list[int], used: list[bool]
+) -> Iterator[tuple[int, ...]]:
+    """Column orders allowed by ``fits``, by backtracking (never all n! orders)."""
+    i = len(order)
+    if i == len(fits):
+        yield tuple(order)
+        return
+    for j, ok in enumerate(fits[i]):
+        if ok and not used[j]:
+            used[j] = True
+            order.append(j)
+            yield from _assignments(fits, order, used)
+            order.pop()
+            used[j] = False
 
 
 def _rows_equal(

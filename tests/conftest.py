@@ -63,9 +63,16 @@ DEV = [
         "ON o.customer_id = c.id ORDER BY o.amount DESC",
         "shop",
     ),
-    ("Countries of customers with orders?", "SELECT country FROM customer "
-     "JOIN orders ON orders.customer_id = customer.id", "shop"),
-    ("Customers from Mars?", "SELECT name FROM customer WHERE country = 'Mars'", "shop"),
+    (
+        "Countries of customers with orders?",
+        "SELECT country FROM customer JOIN orders ON orders.customer_id = customer.id",
+        "shop",
+    ),
+    (
+        "Customers from Mars?",
+        "SELECT name FROM customer WHERE country = 'Mars'",
+        "shop",
+    ),
     ("Notes of order 10?", "SELECT note FROM orders WHERE order_id = 10", "shop"),
     ("Broken gold.", "SELECT nope FROM customer", "shop"),
     ("A question on a missing database.", "SELECT 1", "ghost_db"),
@@ -73,8 +80,11 @@ DEV = [
 TRAIN = [
     ("How many students?", "SELECT count(*) FROM student", "school"),
     ("Titles of all courses.", "SELECT title FROM course", "school"),
-    ("Students aged 20, by name.", "SELECT name FROM student WHERE age = 20 "
-     "ORDER BY name", "school"),
+    (
+        "Students aged 20, by name.",
+        "SELECT name FROM student WHERE age = 20 ORDER BY name",
+        "school",
+    ),
 ]
 
 

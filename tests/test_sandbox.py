@@ -44,10 +44,14 @@ def test_select_returns_columns_and_rows(sandbox: Sandbox) -> None:
 @pytest.mark.parametrize(
     ("sql", "named"),
     [
-        pytest.param("INSERT INTO customer VALUES (9, 'x', 'y', 1)", "INSERT", id="insert"),
+        pytest.param(
+            "INSERT INTO customer VALUES (9, 'x', 'y', 1)", "INSERT", id="insert"
+        ),
         pytest.param("UPDATE customer SET name = 'x'", "UPDATE", id="update"),
         pytest.param("DELETE FROM customer", "DELETE", id="delete"),
-        pytest.param("REPLACE INTO customer VALUES (1, 'x', 'y', 1)", "INSERT", id="replace"),
+        pytest.param(
+            "REPLACE INTO customer VALUES (1, 'x', 'y', 1)", "INSERT", id="replace"
+        ),
         pytest.param("CREATE TABLE t (x)", "CREATE", id="create-table"),
         pytest.param("CREATE TEMP TABLE t (x)", "CREATE", id="create-temp"),
         pytest.param("CREATE INDEX i ON customer(name)", "CREATE", id="index"),
@@ -63,7 +67,9 @@ def test_select_returns_columns_and_rows(sandbox: Sandbox) -> None:
         pytest.param("VACUUM INTO '/tmp/sqlenv-copy.db'", "ATTACH", id="vacuum-into"),
         pytest.param("PRAGMA writable_schema = ON", "PRAGMA", id="pragma-write"),
         pytest.param("PRAGMA table_info(customer)", "PRAGMA", id="pragma-read"),
-        pytest.param("SELECT * FROM pragma_table_info('customer')", "not allowed", id="pragma-fn"),
+        pytest.param(
+            "SELECT * FROM pragma_table_info('customer')", "not allowed", id="pragma-fn"
+        ),
         pytest.param("BEGIN", "transaction", id="begin"),
         pytest.param("SAVEPOINT s", "SAVEPOINT", id="savepoint"),
         pytest.param("ANALYZE", "ANALYZE", id="analyze"),
@@ -164,8 +170,9 @@ def test_rows_beyond_the_cap_are_reported_not_kept(shop_db: Path) -> None:
 
 
 def test_result_bytes_are_capped(shop_db: Path) -> None:
-    with Sandbox(shop_db, max_result_bytes=1_000) as box, pytest.raises(
-        ResourceLimitError, match="larger than"
+    with (
+        Sandbox(shop_db, max_result_bytes=1_000) as box,
+        pytest.raises(ResourceLimitError, match="larger than"),
     ):
         box.execute("SELECT hex(zeroblob(300)) FROM customer")
 
@@ -195,3 +202,15 @@ def test_close_is_idempotent(shop_db: Path) -> None:
     box.execute("SELECT 1")
     box.close()
     box.close()
+
+
+def test_lone_surrogate_is_refused(sandbox: Sandbox) -> None:
+    with pytest.raises(QueryError, match="Unicode"):
+        sandbox.execute("SELECT '\ud800'")
+
+
+def test_printf_helper_has_the_same_length_limit(sandbox: Sandbox) -> None:
+    with pytest.raises(ResourceLimitError):
+        sandbox.execute(
+            "SELECT printf(replace(hex(zeroblob(40000)), '00', '%900c'), 'x')"
+        )

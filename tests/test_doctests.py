@@ -1,0 +1,19 @@
+"""The >>> examples in the pure modules are part of the suite."""
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "sql_env.server.verifier",
+    "sql_env.server.rewards",
+    "sql_env.server.formatting",
+    "sql_env.server.sql_analysis",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_doctests(name: str) -> None:
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0
