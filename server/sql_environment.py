@@ -23,6 +23,7 @@ from sql_env.server.question_bank import (
     SPLITS,
     Question,
     QuestionBank,
+    Table,
     load_bank,
 )
 from sql_env.server.sandbox import QUERY_TIMEOUT_S, Sandbox, is_utf8
@@ -311,7 +312,7 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
             done=self._state.done,
         )
 
-    def _table(self, name: str):  # -> Table
+    def _table(self, name: str) -> Table:
         schema = self._bank.schema(self._state.db_id)
         table = schema.find(name)
         if table is None:

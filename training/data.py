@@ -1,0 +1,157 @@
+"""Which questions a run uses: split, database subset, difficulty, sample, order.
+
+Evaluation, SFT data and GRPO all pick their questions here, from the built
+question bank (``make data``) and the named database subsets in
+``data/db_list.json``.
+"""
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sql_env.server.question_bank import (
+    DEFAULT_DATA_DIR,
+    HARDNESS_LEVELS,
+    Question,
+    QuestionBank,
+    load_bank,
+)
+
+DB_LIST_FILE = "db_list.json"
+
+
+def resolve_db_ids(
+    spec: str | None, data_dir: Path = DEFAULT_DATA_DIR
+) -> list[str] | None:
+    """Database ids from a subset name in ``data/db_list.json`` or a comma list.
+
+    Args:
+        spec: A subset name (e.g. ``"seed10"``), ``"db_a,db_b"``, or None/"" for
+            every database.
+        data_dir: Data directory holding ``db_list.json``.
+
+    Returns:
+        The database ids, or None for no restriction.
+
+    Raises:
+        ValueError: ``spec`` names no subset and contains no comma-separated ids.
+    """
+    if not spec:
+        return None
+    subsets = _db_subsets(Path(data_dir) / DB_LIST_FILE)
+    if spec in subsets:
+        return list(subsets[spec])
+    ids = [part.strip() for part in spec.split(",") if part.strip()]
+    if len(ids) > 1 or (ids and not subsets):
+        return ids
+    known = ", ".join(sorted(subsets)) or "none"
+    raise ValueError(
+        f"Unknown database subset {spec!r}. Subsets in {DB_LIST_FILE}: {known}; "
+        "or pass database ids separated by commas."
+    )
+
+
+def _db_subsets(path: Path) -> dict[str, list[str]]:
+    if not path.is_file():
+        return {}
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    raw = raw.get("subsets", raw)
+    return {name: ids for name, ids in raw.items() if isinstance(ids, list)}
+
+
+def parse_difficulties(spec: str | None) -> list[str] | None:
+    """``"easy,medium"`` to ``["easy", "medium"]``; None/"" means all levels.
+
+    Raises:
+        ValueError: A level is not one of Spider's four.
+    """
+    if not spec:
+        return None
+    levels = [part.strip() for part in spec.split(",") if part.strip()]
+    unknown = [level for level in levels if level not in HARDNESS_LEVELS]
+    if unknown:
+        raise ValueError(
+            f"Unknown difficulty {unknown[0]!r}; "
+            f"choose from {', '.join(HARDNESS_LEVELS)}."
+        )
+    return levels
+
+
+def select_questions(
+    bank: QuestionBank,
+    split: str,
+    *,
+    db_ids: list[str] | None = None,
+    difficulties: list[str] | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    curriculum: bool = False,
+) -> list[Question]:
+    """Non-excluded questions of a split, filtered, sampled and ordered.
+
+    Args:
+        bank: The question bank.
+        split: ``"train"`` or ``"dev"``.
+        db_ids: Keep only these databases (None: all).
+        difficulties: Keep only these Spider hardness levels (None: all).
+        limit: Keep a seeded random sample of this many (None: all).
+        seed: Seed for the sample and the shuffle.
+        curriculum: Order easy -> medium -> hard -> extra (shuffled within a
+            level) instead of fully shuffled.
+
+    Returns:
+        The selected questions.
+
+    Raises:
+        ValueError: Nothing is left after filtering.
+    """
+    questions = bank.eligible(split)
+    if db_ids is not None:
+        wanted = set(db_ids)
+        questions = [q for q in questions if q.db_id in wanted]
+    if difficulties is not None:
+        questions = [q for q in questions if q.hardness in difficulties]
+    if not questions:
+        raise ValueError(
+            f"No eligible {split} questions for databases={db_ids} "
+            f"difficulties={difficulties}."
+        )
+    rng = random.Random(seed)
+    questions = list(questions)
+    rng.shuffle(questions)
+    if limit is not None:
+        questions = questions[:limit]
+    if curriculum:
+        questions.sort(key=lambda q: HARDNESS_LEVELS.index(q.hardness))
+    return questions
+
+
+@dataclass
+class QuestionArguments:
+    """The question-selection options every script shares (a dataclass base)."""
+
+    db_subset: str | None = field(
+        default=None,
+        metadata={"help": "Subset name from data/db_list.json, or db ids a,b,c."},
+    )
+    difficulty: str | None = field(
+        default=None, metadata={"help": "Spider levels to keep, e.g. easy,medium."}
+    )
+    data_dir: Path = field(
+        default=DEFAULT_DATA_DIR, metadata={"help": "Built data directory."}
+    )
+
+    def questions(
+        self, split: str, limit: int | None, seed: int, curriculum: bool = False
+    ) -> list[Question]:
+        """The selected questions of ``split`` (see :func:`select_questions`)."""
+        return select_questions(
+            load_bank(self.data_dir),
+            split,
+            db_ids=resolve_db_ids(self.db_subset, self.data_dir),
+            difficulties=parse_difficulties(self.difficulty),
+            limit=limit,
+            seed=seed,
+            curriculum=curriculum,
+        )

@@ -1,0 +1,168 @@
+"""Matplotlib PNGs for evaluation summaries and GRPO training logs.
+
+Every function takes plain records (the JSON lines the scripts write), saves one
+PNG and returns its path, so plots can be redrawn from files after a run.
+"""
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on servers, CI or Colab's executor
+
+import matplotlib.pyplot as plt  # noqa: E402
+
+from sql_env.server.question_bank import HARDNESS_LEVELS  # noqa: E402
+
+# Curves from the GRPO log: (JSONL key, label).
+LEARNING_CURVES = (
+    ("reward", "mean reward"),
+    ("success", "success rate"),
+    ("tool_calls", "tool calls per rollout"),
+)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """All records of a JSON-lines file."""
+    with Path(path).open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def _bar(
+    ax: Any, labels: Sequence[str], groups: Mapping[str, Mapping[str, Any]]
+) -> None:
+    rates = [groups[label]["success_rate"] for label in labels]
+    counts = [groups[label]["n"] for label in labels]
+    bars = ax.bar(range(len(labels)), rates, color="#4c72b0")
+    ax.set_xticks(
+        range(len(labels)),
+        labels,
+        rotation=45 if len(labels) > 4 else 0,
+        ha="right" if len(labels) > 4 else "center",
+    )
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("success rate")
+    for bar, count in zip(bars, counts, strict=True):
+        ax.annotate(
+            f"n={count}",
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=7,
+        )
+
+
+def plot_success_by(
+    summary: Mapping[str, Any], key: str, out_path: Path, title: str
+) -> Path:
+    """Bar chart of ``summary[key]`` (per-group ``success_rate`` and ``n``).
+
+    Args:
+        summary: An evaluation summary (see ``scripts/evaluate.py``).
+        key: ``"per_difficulty"`` or ``"per_database"``.
+        out_path: Where to write the PNG.
+        title: Figure title.
+
+    Returns:
+        ``out_path``.
+    """
+    groups = summary[key]
+    if key == "per_difficulty":
+        labels = [level for level in HARDNESS_LEVELS if level in groups]
+    else:
+        labels = sorted(groups)
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(labels) + 2), 3.5))
+    _bar(ax, labels, groups)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=120)
+    plt.close(fig)
+    return Path(out_path)
+
+
+def plot_steps_histogram(steps: Iterable[int], out_path: Path, title: str) -> Path:
+    """Histogram of steps per episode."""
+    values = list(steps)
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    top = max(values, default=1)
+    # Bins centred on whole numbers of steps.
+    bins = [edge - 0.5 for edge in range(0, top + 2)]
+    ax.hist(values, bins=bins, color="#55a868", edgecolor="white")
+    ax.set_xlabel("steps in episode")
+    ax.set_ylabel("episodes")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=120)
+    plt.close(fig)
+    return Path(out_path)
+
+
+def plot_learning_curves(
+    logs: Mapping[str, Sequence[Mapping[str, Any]]], out_path: Path
+) -> Path:
+    """Reward, success and tool use per GRPO step, one line per run.
+
+    Args:
+        logs: Run label -> records of a ``train_log.jsonl`` (``step``, ``reward``,
+            ``success``, ``tool_calls``).
+        out_path: Where to write the PNG.
+
+    Returns:
+        ``out_path``.
+    """
+    fig, axes = plt.subplots(1, len(LEARNING_CURVES), figsize=(12, 3.5))
+    for ax, (key, label) in zip(axes, LEARNING_CURVES, strict=True):
+        for run, records in logs.items():
+            points = [(r["step"], r[key]) for r in records if r.get(key) is not None]
+            if points:
+                xs, ys = zip(*points, strict=True)
+                ax.plot(xs, ys, marker="o", markersize=3, label=run)
+        ax.set_xlabel("GRPO step")
+        ax.set_title(label)
+        if key == "success":
+            ax.set_ylim(-0.02, 1.02)
+    if len(logs) > 1:
+        axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=120)
+    plt.close(fig)
+    return Path(out_path)
+
+
+def plot_policy_comparison(
+    summaries: Mapping[str, Mapping[str, Any]], out_path: Path
+) -> Path:
+    """Success rate of several policies with their 95% Wilson intervals.
+
+    Args:
+        summaries: Policy label -> summary (``success_rate``, ``ci95``, ``n``).
+        out_path: Where to write the PNG.
+
+    Returns:
+        ``out_path``.
+    """
+    labels = list(summaries)
+    rates = [summaries[label]["success_rate"] for label in labels]
+    errors = [
+        [
+            rate - summaries[label]["ci95"][0]
+            for label, rate in zip(labels, rates, strict=True)
+        ],
+        [
+            summaries[label]["ci95"][1] - rate
+            for label, rate in zip(labels, rates, strict=True)
+        ],
+    ]
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(labels) + 1.5), 3.5))
+    ax.bar(labels, rates, yerr=errors, capsize=4, color="#4c72b0")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("success rate (95% CI)")
+    n = {summaries[label]["n"] for label in labels}
+    ax.set_title(f"Success on {'/'.join(str(k) for k in sorted(n))} questions")
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=120)
+    plt.close(fig)
+    return Path(out_path)

@@ -1,0 +1,217 @@
+"""Play episodes through :class:`SQLToolEnv` with a policy, recording the chat.
+
+A policy sees the conversation so far (the same messages GRPO builds: system
+prompt, question, assistant tool calls, tool results) and returns the next
+assistant message. The runner executes its tool calls on the environment exactly
+as TRL's tool loop does, so an episode played here and a GRPO rollout produce the
+same conversation format; the oracle's episodes are the SFT warm-start data.
+
+Policies here need no torch: ``random`` (random valid actions) and ``oracle``
+(DESCRIBE the tables the gold SQL uses, QUERY the gold, ANSWER its rows). The
+oracle reads the question bank directly, which a baseline may do; nothing gold
+reaches it through the environment. The ``llm`` policy is in ``llm_policy.py``.
+"""
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from sql_env.models import SQLObservation
+from sql_env.server.question_bank import DEFAULT_DATA_DIR, Question, load_bank
+from sql_env.training.environment import TOOL_NAMES, SQLToolEnv
+from sql_env.training.prompts import SYSTEM_PROMPT, answer_json
+
+Message = dict[str, Any]
+# What the model says after its answer was accepted, so a rollout ends there.
+FINAL_MESSAGE = "Done."
+DEFAULT_MAX_TURNS = 10
+
+
+class Policy(Protocol):
+    """Chooses the next assistant message of an episode."""
+
+    name: str
+
+    def begin(self, observation: SQLObservation) -> None:
+        """Called once per episode with the observation ``reset`` returned."""
+
+    def act(self, messages: list[Message]) -> Message:
+        """The next assistant message (with ``tool_calls`` to act, without to stop)."""
+
+
+def tool_call(name: str, **arguments: Any) -> dict[str, Any]:
+    """One tool call in the chat-template format (``{"type": "function", ...}``)."""
+    return {"type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def assistant_message(*calls: dict[str, Any], content: str = "") -> Message:
+    message: Message = {"role": "assistant", "content": content}
+    if calls:
+        message["tool_calls"] = list(calls)
+    return message
+
+
+@dataclass
+class Episode:
+    """One played episode: outcome, counts and the whole conversation."""
+
+    question_id: str
+    db_id: str
+    hardness: str
+    policy: str
+    success: bool
+    reward: float
+    steps: int
+    errors: int
+    truncated: bool
+    answered: bool
+    messages: list[Message] = field(default_factory=list)
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "question_id": self.question_id,
+            "db_id": self.db_id,
+            "hardness": self.hardness,
+            "policy": self.policy,
+            "success": self.success,
+            "reward": self.reward,
+            "steps": self.steps,
+            "errors": self.errors,
+            "truncated": self.truncated,
+            "answered": self.answered,
+            "messages": self.messages,
+        }
+
+
+def run_tool_calls(env: SQLToolEnv, message: Message) -> list[Message]:
+    """Execute an assistant message's tool calls; return the tool messages.
+
+    An exception becomes the tool message ``str({"error": ...})``, as in TRL.
+    """
+    results = []
+    for call in message.get("tool_calls") or []:
+        function = call.get("function", {})
+        name = function.get("name", "unknown")
+        arguments = function.get("arguments") or {}
+        try:
+            if name not in TOOL_NAMES:
+                raise ValueError(f"Tool {name} not found.")
+            content = str(getattr(env, name)(**arguments))
+        except Exception as exc:  # the model sees any tool failure as text
+            content = str({"error": str(exc)})
+        results.append({"role": "tool", "name": name, "content": content})
+    return results
+
+
+def run_episode(
+    env: SQLToolEnv,
+    policy: Policy,
+    question: Question,
+    max_turns: int = DEFAULT_MAX_TURNS,
+) -> Episode:
+    """Play one question to the end: ANSWER, budget, ``max_turns`` or no tool call.
+
+    Args:
+        env: The tool environment (in-process or over WebSocket).
+        policy: Chooses each assistant message.
+        question: The question to play.
+        max_turns: Assistant messages allowed (TRL's ``max_tool_calling_iterations``).
+
+    Returns:
+        The episode with its outcome and conversation.
+    """
+    text = env.reset(question_id=question.id, split=question.split)
+    messages: list[Message] = [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": text},
+    ]
+    policy.begin(env.observation)
+    out_of_turns = True
+    for _ in range(max_turns):
+        message = policy.act(messages)
+        messages.append(message)
+        if not message.get("tool_calls"):
+            out_of_turns = False
+            break
+        messages.extend(run_tool_calls(env, message))
+        if env.done:
+            messages.append(assistant_message(content=FINAL_MESSAGE))
+            out_of_turns = False
+            break
+    final = env.observation
+    return Episode(
+        question_id=question.id,
+        db_id=question.db_id,
+        hardness=question.hardness,
+        policy=policy.name,
+        success=env.success,
+        reward=env.get_reward(),
+        steps=final.step_count,
+        errors=env.error_count,
+        truncated=final.truncated or (out_of_turns and not final.done),
+        answered=final.answer_correct is not None,
+        messages=messages,
+    )
+
+
+class OraclePolicy:
+    """DESCRIBE the tables the gold SQL uses, QUERY the gold SQL, ANSWER its rows.
+
+    Args:
+        data_dir: Where the question bank is (it is read directly, not through
+            the environment).
+    """
+
+    name = "oracle"
+
+    def __init__(self, data_dir: Path | None = None) -> None:
+        self._bank = load_bank(data_dir or DEFAULT_DATA_DIR)
+        self._plan: list[Message] = []
+
+    def begin(self, observation: SQLObservation) -> None:
+        question = self._bank.get(observation.question_id)
+        by_lower = {name.lower(): name for name in observation.tables}
+        tables = [by_lower.get(t.lower(), t) for t in question.tables_used]
+        self._plan = [
+            *(assistant_message(tool_call("describe", table_name=t)) for t in tables),
+            assistant_message(tool_call("query", sql=question.gold_sql)),
+            assistant_message(
+                tool_call("answer", value=answer_json(question.gold_rows))
+            ),
+        ]
+
+    def act(self, messages: list[Message]) -> Message:
+        if not self._plan:
+            return assistant_message(content=FINAL_MESSAGE)
+        return self._plan.pop(0)
+
+
+class RandomPolicy:
+    """Random valid actions: look at random tables, run trivial queries, guess.
+
+    Args:
+        seed: Seed of the policy's own random generator.
+    """
+
+    name = "random"
+
+    def __init__(self, seed: int = 0) -> None:
+        self._rng = random.Random(seed)
+        self._tables: list[str] = []
+
+    def begin(self, observation: SQLObservation) -> None:
+        self._tables = list(observation.tables) or ["sqlite_master"]
+
+    def act(self, messages: list[Message]) -> Message:
+        table = self._rng.choice(self._tables)
+        choices: list[Callable[[], dict[str, Any]]] = [
+            lambda: tool_call("describe", table_name=table),
+            lambda: tool_call("sample", table_name=table),
+            lambda: tool_call(
+                "query", sql=f'SELECT * FROM "{table}" LIMIT {self._rng.randint(1, 5)}'
+            ),
+            lambda: tool_call("answer", value=answer_json([[self._rng.randint(0, 9)]])),
+        ]
+        return assistant_message(self._rng.choice(choices)())
