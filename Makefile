@@ -87,7 +87,7 @@ setup-browser:
 .PHONY: bench bench-quick setup-nginx
 
 # Benchmark (docs/benchmarks.md): engine vs raw sqlite3, wire vs OpenEnv's echo env,
-# memory per session. Writes outputs/benchmark/benchmark.{json,md}. ~4 minutes.
+# memory per session. Writes outputs/benchmark/benchmark.{json,md}. ~2 minutes.
 bench: $(VENV)/.dev data
 	$(PY) -m sql_env.scripts.benchmark --out_dir outputs/benchmark
 
