@@ -36,6 +36,7 @@ MAX_VALUE_BYTES = 100_000
 MAX_SQL_LENGTH = 100_000
 PROGRESS_EVERY_N_OPS = 10_000  # ~0.1-1 ms of VM work between deadline checks
 FETCH_CHUNK = 256
+POOL_PER_DB = 4  # idle connections kept per database file
 # printf('%.*c', 2e9, 'x') loops ~6 s inside one call that neither the progress
 # handler nor interrupt() can stop, so widths are capped before SQLite sees them.
 MAX_PRINTF_WIDTH = 1_000
@@ -164,6 +165,39 @@ class _Watchdog:
 _WATCHDOG = _Watchdog()
 
 
+class _ConnectionPool:
+    """Opened, configured connections per database file, reused across episodes.
+
+    Opening one costs ~100 us (schema parse included), a checkout ~2 us, and a
+    random question usually changes database. The files are immutable and
+    read-only, so a connection carries nothing from one episode to the next;
+    the authorizer, progress handler and printf guard are set again at checkout.
+    """
+
+    def __init__(self, per_db: int = POOL_PER_DB) -> None:
+        self._lock = threading.Lock()
+        self._idle: dict[Path, list[sqlite3.Connection]] = {}
+        self._per_db = per_db
+
+    def get(self, path: Path) -> sqlite3.Connection | None:
+        with self._lock:
+            idle = self._idle.get(path)
+            return idle.pop() if idle else None
+
+    def put(self, path: Path, conn: sqlite3.Connection) -> None:
+        conn.set_authorizer(None)
+        conn.set_progress_handler(None, 0)
+        with self._lock:
+            idle = self._idle.setdefault(path, [])
+            if len(idle) < self._per_db:
+                idle.append(conn)
+                return
+        conn.close()
+
+
+_POOL = _ConnectionPool()
+
+
 class Sandbox:
     """A read-only, time-limited SQLite connection to one database file.
 
@@ -195,6 +229,12 @@ class Sandbox:
         self._keyword = ""
         self._function_error: str | None = None
         self._printf_conn: sqlite3.Connection | None = None
+        # close() may come from another thread while a query runs (a session
+        # torn down mid-QUERY): it then interrupts, and the query's own thread
+        # closes the connection instead of returning a busy one to the pool.
+        self._state_lock = threading.Lock()
+        self._running = False
+        self._closing = False
 
     def __enter__(self) -> "Sandbox":
         return self
@@ -203,11 +243,26 @@ class Sandbox:
         self.close()
 
     def close(self) -> None:
-        """Close the connection; safe to call twice."""
-        for conn in (self._conn, self._printf_conn):
-            if conn is not None:
-                conn.close()
-        self._conn = self._printf_conn = None
+        """Release the connection (to the pool); safe to call twice, any thread."""
+        with self._state_lock:
+            if self._running:
+                self._closing = True
+                if self._conn is not None:
+                    self._conn.interrupt()
+                return
+        self._release()
+
+    def _release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            if self._closing:
+                conn.close()  # interrupted mid-query: never pooled
+            else:
+                _POOL.put(self.db_path, conn)
+        if self._printf_conn is not None:
+            self._printf_conn.close()
+            self._printf_conn = None
+        self._closing = False
 
     def execute(self, sql: str) -> QueryResult:
         """Run one read-only statement and fetch its rows within the deadline.
@@ -228,6 +283,8 @@ class Sandbox:
         self._denied = self._function_error = None
         self._keyword = sql.split(None, 1)[0].upper()[:20] if sql.split() else ""
         self._deadline = time.monotonic() + self.timeout_s
+        with self._state_lock:
+            self._running = True
         token = _WATCHDOG.arm(self._deadline, conn)
         cursor = conn.cursor()
         try:
@@ -243,6 +300,11 @@ class Sandbox:
         finally:
             cursor.close()
             _WATCHDOG.disarm(token)
+            with self._state_lock:
+                self._running = False
+                closing = self._closing
+            if closing:
+                self._release()
         return QueryResult(columns=columns, rows=rows, more_rows=more)
 
     def _fetch(self, cursor: sqlite3.Cursor) -> tuple[list[tuple[Any, ...]], bool]:
@@ -266,19 +328,23 @@ class Sandbox:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            if not self.db_path.is_file():
-                raise FileNotFoundError(self.db_path)
-            uri = f"{self.db_path.resolve().as_uri()}?mode=ro&immutable=1"
-            conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
-            conn.execute("PRAGMA query_only = ON")
-            for limit, value in _LIMITS.items():
-                conn.setlimit(limit, value)
+            conn = _POOL.get(self.db_path) or self._open()
             for name in ("printf", "format"):
                 conn.create_function(name, -1, self._guarded_printf)
             conn.set_authorizer(self._authorize)
             conn.set_progress_handler(self._check_deadline, PROGRESS_EVERY_N_OPS)
             self._conn = conn
         return self._conn
+
+    def _open(self) -> sqlite3.Connection:
+        if not self.db_path.is_file():
+            raise FileNotFoundError(self.db_path)
+        uri = f"{self.db_path.resolve().as_uri()}?mode=ro&immutable=1"
+        conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        conn.execute("PRAGMA query_only = ON")
+        for limit, value in _LIMITS.items():
+            conn.setlimit(limit, value)
+        return conn
 
     def _authorize(
         self,

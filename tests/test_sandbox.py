@@ -214,3 +214,59 @@ def test_printf_helper_has_the_same_length_limit(sandbox: Sandbox) -> None:
         sandbox.execute(
             "SELECT printf(replace(hex(zeroblob(40000)), '00', '%900c'), 'x')"
         )
+
+
+def test_connections_are_reused_across_sandboxes(shop_db: Path) -> None:
+    first = Sandbox(shop_db)
+    first.execute("SELECT 1")
+    conn = first._conn
+    first.close()
+    second = Sandbox(shop_db)
+    second.execute("SELECT 2")
+    assert second._conn is conn
+    second.close()
+
+
+def test_pooled_connection_keeps_every_guard(shop_db: Path) -> None:
+    with Sandbox(shop_db) as box:
+        box.execute("SELECT 1")
+    with Sandbox(shop_db, timeout_s=DEADLINE_S) as box:
+        with pytest.raises(UnsafeQueryError):
+            box.execute("DELETE FROM customer")
+        with pytest.raises(ResourceLimitError, match="printf"):
+            box.execute("SELECT printf('%.*c', 2000000000, 'x')")
+        with pytest.raises(QueryTimeoutError):
+            box.execute(
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+                "SELECT count(*) FROM c"
+            )
+
+
+def test_close_during_a_query_interrupts_it_and_never_pools_it(shop_db: Path) -> None:
+    import threading
+
+    box = Sandbox(shop_db, timeout_s=30)
+    box.execute("SELECT 1")
+    busy = box._conn
+    errors: list[Exception] = []
+
+    def run() -> None:
+        try:
+            box.execute(
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+                "SELECT count(*) FROM c"
+            )
+        except Exception as exc:  # noqa: BLE001 - recorded for the assertion
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    time.sleep(0.2)
+    start = time.monotonic()
+    box.close()
+    thread.join(timeout=5)
+    assert not thread.is_alive() and time.monotonic() - start < 5
+    assert errors and isinstance(errors[0], QueryError)
+    with Sandbox(shop_db) as other:
+        other.execute("SELECT 1")
+        assert other._conn is not busy
