@@ -5,6 +5,7 @@ through ``load_bank``, so constructing an environment (which OpenEnv does per
 WebSocket session and per HTTP request) costs a dictionary lookup.
 """
 
+import dataclasses
 import functools
 import json
 from collections.abc import Iterable
@@ -55,20 +56,7 @@ class Question:
         )
 
     def to_record(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "split": self.split,
-            "db_id": self.db_id,
-            "question": self.question,
-            "gold_sql": self.gold_sql,
-            "gold_columns": list(self.gold_columns),
-            "gold_rows": [list(row) for row in self.gold_rows],
-            "order_matters": self.order_matters,
-            "hardness": self.hardness,
-            "tables_used": list(self.tables_used),
-            "flags": list(self.flags),
-            "excluded": self.excluded,
-        }
+        return dataclasses.asdict(self)  # tuples become JSON lists
 
 
 @dataclass(frozen=True, slots=True)

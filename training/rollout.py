@@ -14,7 +14,7 @@ reaches it through the environment. The ``llm`` policy is in ``llm_policy.py``.
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -70,19 +70,7 @@ class Episode:
     messages: list[Message] = field(default_factory=list)
 
     def to_record(self) -> dict[str, Any]:
-        return {
-            "question_id": self.question_id,
-            "db_id": self.db_id,
-            "hardness": self.hardness,
-            "policy": self.policy,
-            "success": self.success,
-            "reward": self.reward,
-            "steps": self.steps,
-            "errors": self.errors,
-            "truncated": self.truncated,
-            "answered": self.answered,
-            "messages": self.messages,
-        }
+        return asdict(self)
 
 
 def run_tool_calls(env: SQLToolEnv, message: Message) -> list[Message]:
