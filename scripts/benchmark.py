@@ -35,7 +35,6 @@ churn, secrecy and scale-out tests, so that they start servers exactly as here.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import dataclasses
@@ -69,6 +68,8 @@ from openenv.core.env_server.types import Action, ConcurrencyConfig, Observation
 from pydantic import Field
 from websockets.asyncio.client import connect as ws_connect
 from websockets.sync.client import connect as ws_connect_sync
+
+from sql_env.training.cli import parse_args as parse_dataclass_args
 
 SQLENV_APP = "sql_env.server.app:app"
 ECHO_APP = "sql_env.scripts.benchmark:echo_app"
@@ -406,18 +407,7 @@ class BenchArgs:
 
 
 def parse_args(argv: list[str] | None = None) -> BenchArgs:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    for f in dataclasses.fields(BenchArgs):
-        if f.type in (bool, "bool"):
-            parser.add_argument(
-                f"--{f.name}", action="store_true", help=f.metadata.get("help")
-            )
-        else:
-            kind = {"int": int, "float": float}.get(str(f.type), str)
-            parser.add_argument(
-                f"--{f.name}", type=kind, default=f.default, help=f.metadata["help"]
-            )
-    args = BenchArgs(**vars(parser.parse_args(argv)))
+    args = parse_dataclass_args(BenchArgs, argv, __doc__.split("\n\n")[0])
     args.apply_quick()
     return args
 

@@ -20,7 +20,6 @@ excluded from sampling, with the reason in ``data/questions/report.md``. The
 build is idempotent: an unchanged source is not rebuilt.
 """
 
-import argparse
 import hashlib
 import json
 import os
@@ -49,6 +48,7 @@ from sql_env.server.question_bank import (
 )
 from sql_env.server.sandbox import Sandbox
 from sql_env.server.sql_analysis import hardness, has_order_by, tables_used
+from sql_env.training.cli import parse_args
 
 # The official Spider 1.0 release (Yu et al., 2018), as linked from its site.
 OFFICIAL_URL = (
@@ -381,27 +381,8 @@ def print_summary(report: dict[str, Any]) -> None:
     )
 
 
-def parse_args(argv: list[str] | None = None) -> BuildArgs:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    for f in BuildArgs.__dataclass_fields__.values():
-        if f.type is bool or f.type == "bool":
-            parser.add_argument(
-                f"--{f.name.replace('_', '-')}",
-                action="store_true",
-                help=f.metadata["help"],
-            )
-        else:
-            parser.add_argument(
-                f"--{f.name.replace('_', '-')}",
-                default=f.default,
-                help=f.metadata["help"],
-            )
-    ns = parser.parse_args(argv)
-    return BuildArgs(source=ns.source, data_dir=Path(ns.data_dir), force=ns.force)
-
-
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    args = parse_args(BuildArgs, argv, __doc__.split("\n\n")[0])
     source = args.source or default_source()
     print(f"Spider source: {source}")
     report = build(source, args.data_dir, force=args.force)
