@@ -131,12 +131,14 @@ def test_web_page_plays_an_episode_to_a_correct_answer_in_chromium(
                 wait.until(ec.text_to_be_present_in_element((By.ID, elem_id), text))
 
             field("sqlenv-db").click()  # its choices come from the task API
-            options = wait.until(
-                lambda b: (
-                    [o.text for o in b.find_elements(By.CSS_SELECTOR, "[role=option]")]
-                    or None
-                )
-            )
+
+            def option_texts(b) -> list[str] | None:
+                # .text is "" until the dropdown has drawn an option: wait for it.
+                options = b.find_elements(By.CSS_SELECTOR, "[role=option]")
+                texts = [o.text.strip() for o in options]
+                return texts if texts and all(texts) else None
+
+            options = wait.until(option_texts)
             browser.find_element(By.TAG_NAME, "body").click()
             field("sqlenv-qid").send_keys(question.id)
             click("sqlenv-reset")
