@@ -102,6 +102,12 @@ def _chrome():
 def test_web_page_plays_an_episode_to_a_correct_answer_in_chromium(
     tiny_data_dir: Path, tmp_path: Path
 ) -> None:
+    from selenium.common.exceptions import (
+        ElementClickInterceptedException,
+        ElementNotInteractableException,
+        NoSuchElementException,
+        StaleElementReferenceException,
+    )
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -118,14 +124,37 @@ def test_web_page_plays_an_episode_to_a_correct_answer_in_chromium(
             wait = WebDriverWait(browser, WAIT_S)
             browser.get(f"{url}/web/")
 
+            def clicked(locator: tuple[str, str]):
+                """Click once nothing covers the element; return it, else False.
+
+                Gradio lays a loading overlay over components while an event
+                runs, and a click on it is intercepted: wait until the click
+                itself lands, not for a time.
+                """
+
+                def attempt(b):
+                    try:
+                        element = b.find_element(*locator)
+                        if not (element.is_displayed() and element.is_enabled()):
+                            return False
+                        element.click()
+                    except (
+                        ElementClickInterceptedException,
+                        ElementNotInteractableException,
+                        NoSuchElementException,
+                        StaleElementReferenceException,
+                    ):
+                        return False
+                    return element
+
+                return wait.until(attempt)
+
             def field(elem_id: str):
                 selector = f"#{elem_id} textarea, #{elem_id} input"
-                return wait.until(
-                    ec.element_to_be_clickable((By.CSS_SELECTOR, selector))
-                )
+                return clicked((By.CSS_SELECTOR, selector))
 
             def click(elem_id: str) -> None:
-                wait.until(ec.element_to_be_clickable((By.ID, elem_id))).click()
+                clicked((By.ID, elem_id))
 
             def shows(elem_id: str, text: str) -> None:
                 wait.until(ec.text_to_be_present_in_element((By.ID, elem_id), text))
@@ -139,7 +168,7 @@ def test_web_page_plays_an_episode_to_a_correct_answer_in_chromium(
                 return texts if texts and all(texts) else None
 
             options = wait.until(option_texts)
-            browser.find_element(By.TAG_NAME, "body").click()
+            click("sqlenv-question")  # closes the dropdown
             field("sqlenv-qid").send_keys(question.id)
             click("sqlenv-reset")
             shows("sqlenv-question", question.question)
