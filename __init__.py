@@ -19,7 +19,7 @@ _EXPORTS = {
     "SQLEnvClient": "sql_env.client",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = ["SQLAction", "SQLEnvClient", "SQLObservation", "SQLState"]
 
 
 def __getattr__(name: str) -> Any:
