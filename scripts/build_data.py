@@ -43,8 +43,11 @@ from sql_env.server.question_bank import (
     ForeignKey,
     Question,
     Table,
+    bank_path,
     database_path,
-    questions_dir,
+    dataset_dir,
+    read_stamp,
+    write_bank,
 )
 from sql_env.server.sandbox import Sandbox
 from sql_env.server.sql_analysis import hardness, has_order_by, tables_used
@@ -56,6 +59,7 @@ OFFICIAL_URL = (
     "?id=1403EGqzIDoHMdQF4c9Bkyl7dZLZ5Wt6J&export=download&confirm=t"
 )
 SHARED_MIRROR = DEFAULT_DATA_DIR.parent.parent / "shared" / "spider"
+DATASET = "spider"
 SPLIT_FILES = {"dev": "dev.json", "train": "train_spider.json"}
 GOLD_TIMEOUT_S = 30.0
 GOLD_MAX_ROWS = 100_000
@@ -204,8 +208,12 @@ def jsonable(value: Any) -> Any:
 
 def build_question(
     split: str, index: int, item: dict[str, Any], db_paths: dict[str, Path]
-) -> Question:
-    """Run one gold query and decide whether the question may be sampled."""
+) -> tuple[Question, tuple[tuple[Any, ...], ...]]:
+    """Run one gold query and decide whether the question may be sampled.
+
+    Returns:
+        The question and its gold result rows.
+    """
     db_id, sql = item["db_id"], item["query"]
     result_columns: tuple[str, ...] = ()
     rows: tuple[tuple[Any, ...], ...] = ()
@@ -234,20 +242,20 @@ def build_question(
     flags = ["order_by"] if order_matters else []
     if len(set(rows)) < len(rows):
         flags.append("duplicate_rows")
-    return Question(
-        id=f"spider/{split}/{index}",
+    question = Question(
+        id=f"{DATASET}/{split}/{index}",
         split=split,
         db_id=db_id,
         question=item["question"],
         gold_sql=sql,
         gold_columns=result_columns,
-        gold_rows=rows,
         order_matters=order_matters,
         hardness=hardness(sql),
         tables_used=tuple(tables_used(sql)),
         flags=tuple(flags),
         excluded=excluded,
     )
+    return question, rows
 
 
 def exclusion_reason(question: Question) -> str | None:
@@ -311,16 +319,15 @@ def write_report(
 def build(source: str, data_dir: Path, force: bool = False) -> dict[str, Any]:
     """Build (or confirm current) databases and question bank; return the report."""
     data_dir = Path(data_dir)
-    qdir = questions_dir(data_dir)
+    qdir = dataset_dir(data_dir, DATASET)
     cache_dir = data_dir / "cache"
     cache_dir.mkdir(parents=True, exist_ok=True)
     root, fingerprint = resolve_source(source, cache_dir)
     stamp = {"fingerprint": fingerprint, "build": BUILD_VERSION, "format": BANK_FORMAT}
-    manifest = qdir / "manifest.json"
-    if not force and manifest.is_file():
-        if json.loads(manifest.read_text())["stamp"] == stamp:
-            print(f"Question bank is up to date ({qdir}).")
-            return json.loads((qdir / "report.json").read_text())
+    bank = bank_path(data_dir, DATASET)
+    if not force and read_stamp(bank) == stamp and (qdir / "report.json").is_file():
+        print(f"Question bank is up to date ({bank}).")
+        return json.loads((qdir / "report.json").read_text())
 
     items = {
         split: json.loads((root / name).read_text(encoding="utf-8"))
@@ -330,7 +337,7 @@ def build(source: str, data_dir: Path, force: bool = False) -> dict[str, Any]:
     wanted = sorted({item["db_id"] for split in items.values() for item in split})
     db_paths: dict[str, Path] = {}
     failed, missing = [], []
-    schemas: dict[str, list[dict[str, Any]]] = {}
+    schemas: dict[str, list[Table]] = {}
     for db_id in tqdm(wanted, desc="databases", unit="db"):
         src = root / "database" / db_id / f"{db_id}.sqlite"
         if not src.is_file():
@@ -339,30 +346,29 @@ def build(source: str, data_dir: Path, force: bool = False) -> dict[str, Any]:
         if not integrity_ok(src):
             failed.append(db_id)
             continue
-        dest = database_path(data_dir, db_id)
+        dest = database_path(data_dir, DATASET, db_id)
         dest.parent.mkdir(parents=True, exist_ok=True)
         if not dest.is_file() or file_sha256(dest) != file_sha256(src):
             shutil.copyfile(src, dest)
         dest.chmod(0o444)
         db_paths[db_id] = dest
-        schemas[db_id] = [t.to_record() for t in read_schema(dest)]
+        schemas[db_id] = read_schema(dest)
 
     qdir.mkdir(parents=True, exist_ok=True)
+    built: list[tuple[Question, tuple[tuple[Any, ...], ...]]] = []
     questions: dict[str, list[Question]] = {}
     for split, split_items in items.items():
-        questions[split] = [
+        entries = [
             build_question(split, i, item, db_paths)
             for i, item in enumerate(
                 tqdm(split_items, desc=f"{split} gold queries", unit="q")
             )
         ]
-        records = [q.to_record() for q in questions[split]]
-        (qdir / f"{split}.json").write_text(json.dumps(records), encoding="utf-8")
-    (qdir / "schemas.json").write_text(json.dumps(schemas), encoding="utf-8")
+        built += entries
+        questions[split] = [q for q, _ in entries]
+    write_bank(bank, questions=built, schemas=schemas, stamp=stamp)
     dbs = {"copied": len(db_paths), "failed_integrity": failed, "missing": missing}
-    report = write_report(qdir, questions, dbs)
-    manifest.write_text(json.dumps({"stamp": stamp, "source": str(source)}, indent=1))
-    return report
+    return write_report(qdir, questions, dbs)
 
 
 def print_summary(report: dict[str, Any]) -> None:
@@ -387,7 +393,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"Spider source: {source}")
     report = build(source, args.data_dir, force=args.force)
     print_summary(report)
-    print(f"Report: {questions_dir(args.data_dir) / 'report.md'}")
+    print(f"Report: {dataset_dir(args.data_dir, DATASET) / 'report.md'}")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from openenv.cli.commands.push import (
 import sql_env
 
 REPO_ROOT = Path(sql_env.__file__).resolve().parent
-REQUIRED_DATA = ("data/questions/manifest.json", "data/questions/schemas.json")
+REQUIRED_DATA = ("data/spider/bank.sqlite", "data/spider/report.json")
 
 
 @dataclass
@@ -89,7 +89,8 @@ def stage(out: Path, exclude: str = ".dockerignore", interface: bool = True) -> 
             be copied into itself.
     """
     missing = [p for p in REQUIRED_DATA if not (REPO_ROOT / p).is_file()]
-    if missing or not any((REPO_ROOT / "data" / "databases").glob("*/*.sqlite")):
+    databases = (REPO_ROOT / "data").glob("*/databases/*/*.sqlite")
+    if missing or not any(databases):
         raise SystemExit("No built data to bundle: run `make data` first.")
     if not (REPO_ROOT / "README.md").is_file():
         raise SystemExit(

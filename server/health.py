@@ -14,7 +14,7 @@ from fastapi import FastAPI, status
 from fastapi.responses import JSONResponse
 from openenv.core.env_server.types import HealthResponse, HealthStatus
 
-from sql_env.server.question_bank import SPLITS, load_bank
+from sql_env.server.question_bank import SPLITS, BankFormatError, load_bank
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def data_problem(data_dir: Path) -> str | None:
     """
     try:
         bank = load_bank(data_dir)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, BankFormatError) as exc:
         return f"question bank not loaded: {exc}"
     needed = {q.db_id for split in SPLITS for q in bank.eligible(split)}
     if not needed:

@@ -1,29 +1,78 @@
-"""The question bank and schema facts, loaded once per process and shared.
+"""The question bank: its format, its writer and its reader, in one place.
 
-``scripts/build_data.py`` writes them; every environment instance reads them
-through ``load_bank``, so constructing an environment (which OpenEnv does per
-WebSocket session and per HTTP request) costs a dictionary lookup.
+Each dataset is built (``make data``) into its own directory under the data
+directory, and is read back here:
+
+    data/<dataset>/bank.sqlite                       questions, gold results, schemas
+    data/<dataset>/databases/<db_id>/<db_id>.sqlite  the read-only databases
+    data/<dataset>/report.json, report.md            what the build kept and why not
+
+The bank is a SQLite file because two kinds of readers want different parts of it.
+The server loads every question's public face and every schema once per process
+(``load_bank``), so constructing an environment, which OpenEnv does per WebSocket
+session and per HTTP request, costs a dictionary lookup; the server never holds a
+gold result. The SQL workers look up one question's gold result by id when they
+score an answer (``read_gold``), without parsing the rest of the bank.
 """
 
-import dataclasses
 import functools
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import sql_env
 
 DEFAULT_DATA_DIR = Path(sql_env.__file__).resolve().parent / "data"
+DEFAULT_DATASET = "spider"
 SPLITS = ("train", "dev")
 HARDNESS_LEVELS = ("easy", "medium", "hard", "extra")
-BANK_FORMAT = 1
+BANK_FILE = "bank.sqlite"
+# Bump whenever the tables below or the meaning of a column change.
+BANK_FORMAT = 2
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE question (
+    id TEXT PRIMARY KEY,
+    position INTEGER NOT NULL,
+    split TEXT NOT NULL,
+    db_id TEXT NOT NULL,
+    question TEXT NOT NULL,
+    evidence TEXT NOT NULL,
+    gold_sql TEXT NOT NULL,
+    gold_columns TEXT NOT NULL,
+    order_matters INTEGER NOT NULL,
+    hardness TEXT NOT NULL,
+    tables_used TEXT NOT NULL,
+    flags TEXT NOT NULL,
+    excluded TEXT,
+    gold_rows TEXT NOT NULL
+);
+CREATE TABLE db_schema (db_id TEXT PRIMARY KEY, tables TEXT NOT NULL);
+"""
+_PUBLIC_COLUMNS = (
+    "id, split, db_id, question, evidence, gold_sql, gold_columns, order_matters, "
+    "hardness, tables_used, flags, excluded"
+)
+
+
+class BankFormatError(RuntimeError):
+    """The bank is missing, or was written by a SQLEnv with another format."""
 
 
 @dataclass(frozen=True, slots=True)
 class Question:
-    """One Spider question with its gold result (server side only)."""
+    """One question and its gold query, without its gold result.
+
+    The gold result lives only in the bank file and in the SQL workers that score
+    answers; the server process never holds it. ``gold_rows`` reads it from the
+    bank on each access, for baselines, data tools and tests.
+    """
 
     id: str
     split: str
@@ -31,32 +80,22 @@ class Question:
     question: str
     gold_sql: str
     gold_columns: tuple[str, ...]
-    gold_rows: tuple[tuple[Any, ...], ...]
     order_matters: bool
     hardness: str
     tables_used: tuple[str, ...]
     flags: tuple[str, ...] = ()
     excluded: str | None = None
+    evidence: str = ""
+    bank: str = field(default="", repr=False, compare=False)
 
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> "Question":
-        return cls(
-            id=record["id"],
-            split=record["split"],
-            db_id=record["db_id"],
-            question=record["question"],
-            gold_sql=record["gold_sql"],
-            gold_columns=tuple(record["gold_columns"]),
-            gold_rows=tuple(tuple(row) for row in record["gold_rows"]),
-            order_matters=record["order_matters"],
-            hardness=record["hardness"],
-            tables_used=tuple(record["tables_used"]),
-            flags=tuple(record.get("flags", ())),
-            excluded=record.get("excluded"),
-        )
+    @property
+    def dataset(self) -> str:
+        return self.id.split("/", 1)[0]
 
-    def to_record(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # tuples become JSON lists
+    @property
+    def gold_rows(self) -> tuple[tuple[Any, ...], ...]:
+        """The gold result, read from the bank file (never cached in memory)."""
+        return read_gold(Path(self.bank), self.id).rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,24 +162,37 @@ class DatabaseSchema:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class GoldRecord:
+    """What scoring one question needs: its gold result and whether order counts."""
+
+    question_id: str
+    rows: tuple[tuple[Any, ...], ...]
+    order_matters: bool
+
+
 class QuestionBank:
-    """All questions of all splits, the databases' schema facts and paths."""
+    """One dataset's questions, its databases' schema facts and their paths."""
 
     def __init__(
         self,
         data_dir: Path,
+        dataset: str,
         questions: Iterable[Question],
         schemas: dict[str, DatabaseSchema],
+        stamp: dict[str, Any] | None = None,
     ) -> None:
-        self.data_dir = data_dir
+        self.data_dir = Path(data_dir)
+        self.dataset = dataset
         self.schemas = schemas
+        self.stamp = stamp or {}
         self._questions = {q.id: q for q in questions}
         self._eligible: dict[str, list[Question]] = {s: [] for s in SPLITS}
         self._db_split: dict[str, str] = {}
         for q in self._questions.values():
             self._db_split.setdefault(q.db_id, q.split)
             if q.excluded is None:
-                self._eligible[q.split].append(q)
+                self._eligible.setdefault(q.split, []).append(q)
         self._by_db: dict[tuple[str, str], list[Question]] = {}
         for split, questions_ in self._eligible.items():
             for q in questions_:
@@ -148,6 +200,11 @@ class QuestionBank:
 
     def __len__(self) -> int:
         return len(self._questions)
+
+    @property
+    def path(self) -> Path:
+        """The bank file, which the SQL workers read gold results from."""
+        return bank_path(self.data_dir, self.dataset)
 
     def get(self, question_id: str) -> Question:
         """The question with this id, excluded ones included.
@@ -187,41 +244,200 @@ class QuestionBank:
         return self.schemas[db_id]
 
     def db_path(self, db_id: str) -> Path:
-        return database_path(self.data_dir, db_id)
+        return database_path(self.data_dir, self.dataset, db_id)
 
 
-def database_path(data_dir: Path, db_id: str) -> Path:
-    return data_dir / "databases" / db_id / f"{db_id}.sqlite"
+def dataset_dir(data_dir: Path, dataset: str = DEFAULT_DATASET) -> Path:
+    return Path(data_dir) / dataset
 
 
-def questions_dir(data_dir: Path) -> Path:
-    return data_dir / "questions"
+def bank_path(data_dir: Path, dataset: str = DEFAULT_DATASET) -> Path:
+    return dataset_dir(data_dir, dataset) / BANK_FILE
+
+
+def database_path(data_dir: Path, dataset: str, db_id: str) -> Path:
+    return dataset_dir(data_dir, dataset) / "databases" / db_id / f"{db_id}.sqlite"
+
+
+def list_datasets(data_dir: Path) -> list[str]:
+    """The datasets built under ``data_dir`` (directories holding a bank)."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        return []
+    return sorted(p.parent.name for p in root.glob(f"*/{BANK_FILE}"))
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    uri = f"{Path(path).resolve().as_uri()}?mode=ro&immutable=1"
+    return sqlite3.connect(uri, uri=True, check_same_thread=False)
+
+
+def read_stamp(path: Path) -> dict[str, Any] | None:
+    """The build stamp of a bank file, or None if it is missing or unreadable."""
+    if not Path(path).is_file():
+        return None
+    try:
+        conn = _connect_read_only(path)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'stamp'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    return json.loads(row[0]) if row else None
+
+
+def _check_format(conn: sqlite3.Connection, path: Path) -> None:
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+    except sqlite3.Error:
+        row = None
+    found = int(row[0]) if row else None
+    if found != BANK_FORMAT:
+        raise BankFormatError(
+            f"The question bank {path} has format {found}, this SQLEnv reads format "
+            f"{BANK_FORMAT}: run `make data` to rebuild it."
+        )
+
+
+def write_bank(
+    path: Path,
+    *,
+    questions: Sequence[tuple[Question, Sequence[Sequence[Any]]]],
+    schemas: dict[str, Sequence[Table]],
+    stamp: dict[str, Any],
+) -> None:
+    """Write a dataset's bank atomically: a reader sees the old file or the new one.
+
+    Args:
+        path: The ``bank.sqlite`` to (re)write.
+        questions: Each question with its gold result rows (JSON-compatible values).
+        schemas: Each database's tables.
+        stamp: What the build was made from (source fingerprint, rules version);
+            ``read_stamp`` returns it so a build can tell it is up to date.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=".bank-", suffix=".tmp")
+    os.close(handle)
+    try:
+        conn = sqlite3.connect(tmp)
+        try:
+            conn.executescript(_SCHEMA)
+            conn.executemany(
+                "INSERT INTO meta VALUES (?, ?)",
+                [("format", str(BANK_FORMAT)), ("stamp", json.dumps(stamp))],
+            )
+            conn.executemany(
+                "INSERT INTO question VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        q.id,
+                        position,
+                        q.split,
+                        q.db_id,
+                        q.question,
+                        q.evidence,
+                        q.gold_sql,
+                        json.dumps(q.gold_columns),
+                        int(q.order_matters),
+                        q.hardness,
+                        json.dumps(q.tables_used),
+                        json.dumps(q.flags),
+                        q.excluded,
+                        json.dumps([list(row) for row in rows]),
+                    )
+                    for position, (q, rows) in enumerate(questions)
+                ],
+            )
+            conn.executemany(
+                "INSERT INTO db_schema VALUES (?, ?)",
+                [
+                    (db_id, json.dumps([t.to_record() for t in tables]))
+                    for db_id, tables in schemas.items()
+                ],
+            )
+            conn.commit()
+        finally:
+            conn.close()
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 @functools.cache
-def load_bank(data_dir: Path = DEFAULT_DATA_DIR) -> QuestionBank:
-    """Read the built bank once per process.
+def load_bank(
+    data_dir: Path = DEFAULT_DATA_DIR, dataset: str = DEFAULT_DATASET
+) -> QuestionBank:
+    """Read a dataset's questions and schemas once per process.
 
     Raises:
-        FileNotFoundError: The data has not been built (run ``make data``).
+        BankFormatError: The bank is missing (run ``make data``) or was written in
+            another format.
     """
-    qdir = questions_dir(Path(data_dir))
-    manifest = qdir / "manifest.json"
-    if not manifest.is_file():
-        raise FileNotFoundError(
-            f"No question bank under {qdir}; run `make data` to build it."
+    path = bank_path(data_dir, dataset)
+    if not path.is_file():
+        raise BankFormatError(
+            f"No question bank for dataset {dataset!r} at {path}; run `make data` "
+            "to build it."
         )
-    questions: list[Question] = []
-    for split in SPLITS:
-        path = qdir / f"{split}.json"
-        if path.is_file():
-            records = json.loads(path.read_text(encoding="utf-8"))
-            questions.extend(Question.from_record(r) for r in records)
-    raw_schemas = json.loads((qdir / "schemas.json").read_text(encoding="utf-8"))
-    schemas = {
-        db_id: DatabaseSchema(
-            db_id=db_id, tables=tuple(Table.from_record(t) for t in tables)
+    conn = _connect_read_only(path)
+    try:
+        _check_format(conn, path)
+        stamp = json.loads(
+            conn.execute("SELECT value FROM meta WHERE key = 'stamp'").fetchone()[0]
         )
-        for db_id, tables in raw_schemas.items()
-    }
-    return QuestionBank(Path(data_dir), questions, schemas)
+        questions = [
+            Question(
+                id=row[0],
+                split=row[1],
+                db_id=row[2],
+                question=row[3],
+                evidence=row[4],
+                gold_sql=row[5],
+                gold_columns=tuple(json.loads(row[6])),
+                order_matters=bool(row[7]),
+                hardness=row[8],
+                tables_used=tuple(json.loads(row[9])),
+                flags=tuple(json.loads(row[10])),
+                excluded=row[11],
+                bank=str(path),
+            )
+            for row in conn.execute(
+                f"SELECT {_PUBLIC_COLUMNS} FROM question ORDER BY position"
+            )
+        ]
+        schemas = {
+            db_id: DatabaseSchema(
+                db_id=db_id,
+                tables=tuple(Table.from_record(t) for t in json.loads(tables)),
+            )
+            for db_id, tables in conn.execute("SELECT db_id, tables FROM db_schema")
+        }
+    finally:
+        conn.close()
+    return QuestionBank(Path(data_dir), dataset, questions, schemas, stamp)
+
+
+def read_gold(path: Path, question_id: str) -> GoldRecord:
+    """One question's gold result, read by id from a bank file.
+
+    Raises:
+        BankFormatError: The file is not a bank of this format.
+        KeyError: No such question.
+    """
+    conn = _connect_read_only(path)
+    try:
+        _check_format(conn, Path(path))
+        row = conn.execute(
+            "SELECT gold_rows, order_matters FROM question WHERE id = ?",
+            (question_id,),
+        ).fetchone()
+    finally:
+        conn.close()
+    if row is None:
+        raise KeyError(question_id)
+    rows = tuple(tuple(r) for r in json.loads(row[0]))
+    return GoldRecord(question_id, rows, bool(row[1]))

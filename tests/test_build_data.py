@@ -4,17 +4,24 @@ import functools
 import http.server
 import json
 import shutil
+import sqlite3
 import threading
 from pathlib import Path
 
 import pytest
 
 from sql_env.scripts.build_data import build, main
-from sql_env.server.question_bank import database_path, load_bank
+from sql_env.server.question_bank import (
+    BankFormatError,
+    bank_path,
+    database_path,
+    dataset_dir,
+    load_bank,
+)
 
 
 def test_report_lists_exclusions_by_reason(tiny_data_dir: Path) -> None:
-    report = json.loads((tiny_data_dir / "questions" / "report.json").read_text())
+    report = json.loads((dataset_dir(tiny_data_dir) / "report.json").read_text())
     dev = report["splits"]["dev"]
     assert dev["questions"] == 10 and dev["eligible"] == 6
     assert dev["excluded"] == {
@@ -24,7 +31,7 @@ def test_report_lists_exclusions_by_reason(tiny_data_dir: Path) -> None:
         "missing_database": 1,
     }
     assert report["databases"]["missing"] == ["ghost_db"]
-    markdown = (tiny_data_dir / "questions" / "report.md").read_text()
+    markdown = (dataset_dir(tiny_data_dir) / "report.md").read_text()
     assert "| spider/dev/9 | ghost_db | missing_database |" in markdown
 
 
@@ -47,7 +54,7 @@ def test_ids_are_positions_in_the_source_files(tiny_data_dir: Path) -> None:
 
 
 def test_databases_are_copied_read_only(tiny_data_dir: Path, tiny_source: Path) -> None:
-    copy = database_path(tiny_data_dir, "shop")
+    copy = database_path(tiny_data_dir, "spider", "shop")
     assert copy.read_bytes() == (tiny_source / "database/shop/shop.sqlite").read_bytes()
     assert not copy.stat().st_mode & 0o222
 
@@ -56,7 +63,7 @@ def test_second_build_is_a_no_op(
     tiny_source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     build(str(tiny_source), tmp_path)
-    bank_file = tmp_path / "questions" / "dev.json"
+    bank_file = bank_path(tmp_path)
     mtime = bank_file.stat().st_mtime_ns
     main(["--source", str(tiny_source), "--data-dir", str(tmp_path)])
     assert bank_file.stat().st_mtime_ns == mtime
@@ -106,3 +113,23 @@ def test_corrupt_database_fails_integrity_check(
 def test_missing_source_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="Spider"):
         build(str(tmp_path / "nowhere"), tmp_path / "data")
+
+
+def test_a_bank_of_another_format_is_refused_with_the_fix(
+    tiny_source: Path, tmp_path: Path
+) -> None:
+    build(str(tiny_source), tmp_path)
+    path = bank_path(tmp_path)
+    path.chmod(0o644)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE meta SET value = '1' WHERE key = 'format'")
+    with pytest.raises(BankFormatError, match="run `make data`"):
+        load_bank(tmp_path)
+
+
+def test_the_bank_file_holds_gold_results_the_questions_do_not(
+    tiny_data_dir: Path,
+) -> None:
+    question = load_bank(tiny_data_dir).get("spider/dev/0")
+    assert "gold_rows" not in question.__slots__
+    assert question.gold_rows == ((6,),)  # read from the file on access

@@ -92,13 +92,11 @@ def test_staged_space_is_the_tree_push_uploads(
     for absent in ("tests", ".venv", ".git", "notebooks", "build"):
         assert not (space / absent).exists(), absent
     assert not list(space.rglob("__pycache__"))
-    staged_dbs = sorted(p.name for p in (space / "data" / "databases").glob("*/*"))
-    built_dbs = sorted(
-        p.name for p in (spider_data_dir / "databases").glob("*/*.sqlite")
-    )
+    staged_dbs = sorted(p.name for p in (space / "data").glob("*/databases/*/*"))
+    built_dbs = sorted(p.name for p in spider_data_dir.glob("*/databases/*/*.sqlite"))
     assert staged_dbs == built_dbs and built_dbs
-    for name in ("manifest.json", "train.json", "dev.json", "schemas.json"):
-        assert (space / "data" / "questions" / name).is_file(), name
+    for name in ("bank.sqlite", "report.json", "report.md"):
+        assert (space / "data" / "spider" / name).is_file(), name
     readme = (space / "README.md").read_text()
     front_matter = readme.split("---")[1]
     for line in ("sdk: docker", "app_port: 8000", "base_path: /web", "- openenv"):

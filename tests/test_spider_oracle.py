@@ -69,7 +69,7 @@ def env(spider_data_dir: Path):
 
 
 def test_build_report_matches_the_shared_mirror(spider_data_dir: Path) -> None:
-    report = json.loads((spider_data_dir / "questions" / "report.json").read_text())
+    report = json.loads((spider_data_dir / "spider" / "report.json").read_text())
     dev, train = report["splits"]["dev"], report["splits"]["train"]
     assert dev["questions"] == 1034
     assert dev["questions"] - dev["excluded"]["missing_database"] == 972
