@@ -33,3 +33,7 @@ class UnknownTableError(SQLEnvError):
 
 class EpisodeOverError(SQLEnvError):
     """An action arrived after the episode ended, or before any reset."""
+
+
+class AnswerFormatError(SQLEnvError):
+    """ANSWER's argument cannot be checked as sent (too long, unreadable)."""

@@ -1,10 +1,14 @@
-"""Text an LLM reads well: results as compact pipe tables, schemas as lists.
+"""What a result looks like: a bounded table view, and the text an LLM reads of it.
 
-Pure functions of values; the caps keep one observation within a few thousand
-characters however wide or long the result is.
+Pure functions of values. ``table_view`` applies every cap (rows shown, cell
+length, total characters) and returns the structure of exactly what is shown;
+``render_table`` writes that structure as a compact pipe table. The SQL workers
+build the view next to the data, so only shown cells ever cross a process
+boundary; the web page and the episode history read the structure, never the text.
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sql_env.server.question_bank import Table
@@ -12,6 +16,39 @@ from sql_env.server.question_bank import Table
 MAX_SHOWN_ROWS = 20
 MAX_CELL_CHARS = 80
 MAX_OUTPUT_CHARS = 4_000
+
+
+@dataclass(frozen=True, slots=True)
+class TableView:
+    """The shown part of a result: header, cell texts, and how many rows there are.
+
+    ``row_count`` is the number of rows known to exist (the fetched rows, or a
+    table's size for SAMPLE); ``more_rows`` says there were more than that, uncounted.
+    """
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    row_count: int
+    more_rows: bool = False
+
+    @property
+    def complete(self) -> bool:
+        """Every row of the result is shown."""
+        return len(self.rows) == self.row_count and not self.more_rows
+
+    def count_text(self) -> str:
+        """The closing line's words: "2 rows" or "showing 20 of 1,234 rows".
+
+        >>> TableView(("n",), (("1",),), 1).count_text()
+        '1 row'
+        >>> TableView(("n",), (("1",),), 30, more_rows=True).count_text()
+        'showing 1 of more than 30 rows'
+        """
+        count = self.row_count
+        if self.complete:
+            return f"{count} row{'' if count == 1 else 's'}"
+        of = f"more than {count:,}" if self.more_rows else f"{count:,}"
+        return f"showing {len(self.rows)} of {of} rows"
 
 
 def cell_text(value: Any, max_chars: int = MAX_CELL_CHARS) -> str:
@@ -27,47 +64,62 @@ def cell_text(value: Any, max_chars: int = MAX_CELL_CHARS) -> str:
     elif isinstance(value, bytes):
         text = f"<blob {len(value)} bytes>"
     else:
-        text = str(value).replace("\n", " ").replace("|", "/")
+        text = str(value)
+        if len(text) > max_chars:
+            text = text[: max_chars + 1]  # cut before replacing: it may be huge
+        text = text.replace("\n", " ").replace("|", "/")
     if len(text) > max_chars:
         text = text[: max_chars - 1] + "…"
     return text
 
 
-def render_table(
+def table_view(
     columns: Sequence[str],
     rows: Sequence[Sequence[Any]],
+    *,
+    row_count: int | None = None,
     more_rows: bool = False,
-    total: int | None = None,
     max_rows: int = MAX_SHOWN_ROWS,
     max_chars: int = MAX_OUTPUT_CHARS,
-) -> str:
-    """A header line, one line per row, and a line saying how many rows there are.
+) -> TableView:
+    """The view of a result: at most ``max_rows`` rows and ``max_chars`` of text.
 
-    ``total`` is the true row count when ``rows`` is a known prefix (SAMPLE);
-    ``more_rows`` says the count is unknown beyond ``len(rows)`` (QUERY).
+    Args:
+        columns: Column names.
+        rows: The result rows, or a prefix of them.
+        row_count: How many rows exist, when ``rows`` is a known prefix (SAMPLE);
+            default ``len(rows)``.
+        more_rows: Rows exist beyond ``len(rows)`` and were not counted (QUERY).
 
-    >>> print(render_table(["name", "age"], [("Joe", 52), ("Ann", None)]))
+    >>> view = table_view(["n"], [(i,) for i in range(30)])
+    >>> len(view.rows), view.row_count, view.count_text()
+    (20, 30, 'showing 20 of 30 rows')
+    """
+    header = tuple(cell_text(c) for c in columns)
+    used = len(" | ".join(header))
+    shown: list[tuple[str, ...]] = []
+    for row in rows[:max_rows]:
+        cells = tuple(cell_text(v) for v in row)
+        size = len(" | ".join(cells)) + 1
+        if used + size > max_chars:
+            break
+        shown.append(cells)
+        used += size
+    total = len(rows) if row_count is None else row_count
+    return TableView(header, tuple(shown), total, more_rows)
+
+
+def render_table(view: TableView) -> str:
+    """A header line, one line per shown row, and a line saying how many rows exist.
+
+    >>> print(render_table(table_view(["name", "age"], [("Joe", 52), ("Ann", None)])))
     name | age
     Joe | 52
     Ann | NULL
     (2 rows)
     """
-    lines = [" | ".join(cell_text(c) for c in columns)]
-    used = len(lines[0])
-    shown = 0
-    for row in rows[:max_rows]:
-        line = " | ".join(cell_text(v) for v in row)
-        if used + len(line) + 1 > max_chars:
-            break
-        lines.append(line)
-        used += len(line) + 1
-        shown += 1
-    count = len(rows) if total is None else total
-    if shown == count and not more_rows:
-        lines.append(f"({count} row{'' if count == 1 else 's'})")
-    else:
-        of = f"more than {count:,}" if more_rows else f"{count:,}"
-        lines.append(f"(showing {shown} of {of} rows)")
+    lines = [" | ".join(view.columns), *(" | ".join(row) for row in view.rows)]
+    lines.append(f"({view.count_text()})")
     return "\n".join(lines)
 
 
@@ -81,8 +133,10 @@ def render_schema(table: Table) -> str:
     if table.foreign_keys:
         lines.append("Foreign keys:")
         for fk in table.foreign_keys:
-            target = (
-                f"{fk.ref_table}.{fk.ref_column}" if fk.ref_column else fk.ref_table
-            )
-            lines.append(f"- {fk.column} -> {target}")
+            lines.append(f"- {fk.column} -> {foreign_key_target(fk)}")
     return "\n".join(lines)
+
+
+def foreign_key_target(fk: Any) -> str:
+    """Where a foreign key points: ``table.column``, or ``table`` alone."""
+    return f"{fk.ref_table}.{fk.ref_column}" if fk.ref_column else fk.ref_table

@@ -17,7 +17,12 @@ Bounds with the defaults (budget 15): a correct episode returns at least
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from sql_env.server.verifier import cell_f1, results_match
+from sql_env.server.verifier import (
+    DEFAULT_REL_TOL,
+    Gold,
+    cell_f1,
+    results_match,
+)
 
 RewardMode = Literal["binary", "shaped"]
 REWARD_MODES: tuple[RewardMode, ...] = ("binary", "shaped")
@@ -26,22 +31,18 @@ PROGRESS_WEIGHT = 0.2
 STEP_COST = 0.01
 
 
-def closeness(
-    rows: Sequence[Sequence[Any]],
-    gold_rows: Sequence[tuple[Any, ...]],
-    order_matters: bool,
-    rel_tol: float,
-) -> float:
+def closeness(rows: Sequence[Sequence[Any]], gold: Gold) -> float:
     """Potential of a QUERY result: 1.0 if it is the gold result, else 0.9 * F1.
 
-    >>> closeness([[6]], [(6,)], False, 0.01)
+    >>> from sql_env.server.verifier import prepare_gold
+    >>> closeness([[6]], prepare_gold([(6,)], False))
     1.0
-    >>> closeness([[5]], [(6,)], False, 0.01)
+    >>> closeness([[5]], prepare_gold([(6,)], False))
     0.0
     """
-    if results_match(rows, gold_rows, order_matters, rel_tol):
+    if results_match(rows, gold.rows, gold.order_matters, DEFAULT_REL_TOL):
         return 1.0
-    return 0.9 * cell_f1(rows, gold_rows)
+    return 0.9 * cell_f1(rows, gold.rows)
 
 
 def step_reward(

@@ -1,21 +1,21 @@
-"""Read-only SQL execution: the only code in SQLEnv that opens a SQLite database.
+"""Read-only SQL execution: the only code in SQLEnv that runs SQL on a database.
 
 The safety gate is SQLite itself, not a parser of ours: the file is opened
 read-only and immutable, ``PRAGMA query_only`` is on, and an authorizer refuses
 every action but reading tables and calling ordinary functions. SQLite is the
 one parser that cannot disagree with SQLite, so nothing it would run as a write
-can slip past. Runaway statements are bounded three ways: SQLite's own length
-limits (no gigabyte strings), a progress-handler deadline (most statements),
-and a watchdog thread that calls ``interrupt()`` for the few single VM steps
-that run long without reaching the progress handler.
+can slip past. Runaway statements are bounded by SQLite's own length limits (no
+gigabyte strings), a progress-handler deadline, and a guard on ``printf``
+widths. Some statements still run long inside one VM step that no handler or
+``interrupt()`` reaches (hundreds of function calls in one row); for those the
+sandbox runs in a SQL worker process (``sql_worker``) that the server kills at
+the deadline.
 """
 
-import heapq
-import itertools
 import re
 import sqlite3
-import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,12 +34,19 @@ MAX_RESULT_BYTES = 8_000_000  # text and blob bytes kept from one statement
 # replace() on two huge strings ran one uninterruptible 3 s VM step.
 MAX_VALUE_BYTES = 100_000
 MAX_SQL_LENGTH = 100_000
-PROGRESS_EVERY_N_OPS = 10_000  # ~0.1-1 ms of VM work between deadline checks
+PROGRESS_EVERY_N_OPS = 10_000  # VM steps between deadline checks
 FETCH_CHUNK = 256
-POOL_PER_DB = 4  # idle connections kept per database file
-# printf('%.*c', 2e9, 'x') loops ~6 s inside one call that neither the progress
-# handler nor interrupt() can stop, so widths are capped before SQLite sees them.
+# printf('%.*c', 2e9, 'x') loops for seconds inside one call that neither the
+# progress handler nor interrupt() can stop, so widths are capped before SQLite
+# sees them: a clear error instead of a killed worker.
 MAX_PRINTF_WIDTH = 1_000
+# sqlite3 reuses prepared statements (and SQLite's authorizer, which tells which
+# tables a statement reads, runs only when one is prepared): remember the answer
+# per statement, for more statements than the connection's cache holds.
+STATEMENT_CACHE = 128
+READS_MEMO = 4 * STATEMENT_CACHE
+# How SQLite reads a text width argument: its leading integer ('12x' is 12).
+_LEADING_INT = re.compile(r"\s*([+-]?\d+)")
 _PRINTF_SPEC = re.compile(
     r"%[-+ #0,!]*(?P<width>\*|\d+)?(?:\.(?P<precision>\*|\d+))?[hlLqjzt]*(?P<conv>.)",
     re.DOTALL,
@@ -103,106 +110,23 @@ _WRITES = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class QueryResult:
-    """Rows of one statement; ``more_rows`` says rows were left unfetched."""
+    """Rows of one statement.
+
+    ``more_rows`` says rows were left unfetched; ``reads_table`` says the
+    statement read a table of the database (not only literals or the schema).
+    """
 
     columns: tuple[str, ...]
     rows: list[tuple[Any, ...]]
     more_rows: bool = False
-
-
-class _Watchdog:
-    """One process-wide thread that interrupts statements past their deadline.
-
-    Arming costs a lock and a heap push, so it is cheap enough for every query.
-    The interrupt happens under the same lock that disarming takes, so a
-    finished statement can never be hit by an interrupt meant for it.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._heap: list[tuple[float, int]] = []
-        self._armed: dict[int, sqlite3.Connection] = {}
-        self._ids = itertools.count()
-        self._thread: threading.Thread | None = None
-
-    def arm(self, deadline: float, conn: sqlite3.Connection) -> int:
-        token = next(self._ids)
-        with self._cond:
-            self._armed[token] = conn
-            heapq.heappush(self._heap, (deadline, token))
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="sql-env-watchdog", daemon=True
-                )
-                self._thread.start()
-            elif self._heap[0][1] == token:
-                self._cond.notify()
-        return token
-
-    def disarm(self, token: int) -> None:
-        with self._cond:
-            self._armed.pop(token, None)
-
-    def _run(self) -> None:
-        with self._cond:
-            while True:
-                while self._heap and self._heap[0][1] not in self._armed:
-                    heapq.heappop(self._heap)
-                if not self._heap:
-                    self._cond.wait()
-                    continue
-                deadline, token = self._heap[0]
-                delay = deadline - time.monotonic()
-                if delay > 0:
-                    self._cond.wait(delay)
-                    continue
-                heapq.heappop(self._heap)
-                conn = self._armed.pop(token, None)
-                if conn is not None:
-                    conn.interrupt()
-
-
-_WATCHDOG = _Watchdog()
-
-
-class _ConnectionPool:
-    """Opened, configured connections per database file, reused across episodes.
-
-    Opening one costs ~100 us (schema parse included), a checkout ~2 us, and a
-    random question usually changes database. The files are immutable and
-    read-only, so a connection carries nothing from one episode to the next;
-    the authorizer, progress handler and printf guard are set again at checkout.
-    """
-
-    def __init__(self, per_db: int = POOL_PER_DB) -> None:
-        self._lock = threading.Lock()
-        self._idle: dict[Path, list[sqlite3.Connection]] = {}
-        self._per_db = per_db
-
-    def get(self, path: Path) -> sqlite3.Connection | None:
-        with self._lock:
-            idle = self._idle.get(path)
-            return idle.pop() if idle else None
-
-    def put(self, path: Path, conn: sqlite3.Connection) -> None:
-        conn.set_authorizer(None)
-        conn.set_progress_handler(None, 0)
-        with self._lock:
-            idle = self._idle.setdefault(path, [])
-            if len(idle) < self._per_db:
-                idle.append(conn)
-                return
-        conn.close()
-
-
-_POOL = _ConnectionPool()
+    reads_table: bool = False
 
 
 class Sandbox:
     """A read-only, time-limited SQLite connection to one database file.
 
-    One per session: a session runs its steps in one thread at a time, so the
-    connection is opened lazily and shared by nothing else.
+    Used by one thread at a time (a SQL worker, or the data build); the
+    connection is opened on first use and kept until ``close``.
 
     Args:
         db_path: The ``.sqlite`` file.
@@ -224,17 +148,15 @@ class Sandbox:
         self.max_rows = max_rows
         self.max_result_bytes = max_result_bytes
         self._conn: sqlite3.Connection | None = None
+        self._printf_conn: sqlite3.Connection | None = None
         self._deadline = 0.0
+        self._limit_s = timeout_s
         self._denied: str | None = None
         self._keyword = ""
         self._function_error: str | None = None
-        self._printf_conn: sqlite3.Connection | None = None
-        # close() may come from another thread while a query runs (a session
-        # torn down mid-QUERY): it then interrupts, and the query's own thread
-        # closes the connection instead of returning a busy one to the pool.
-        self._state_lock = threading.Lock()
-        self._running = False
-        self._closing = False
+        self._reads_table = False
+        self._prepared = False
+        self._reads_memo: OrderedDict[str, bool] = OrderedDict()
 
     def __enter__(self) -> "Sandbox":
         return self
@@ -243,33 +165,22 @@ class Sandbox:
         self.close()
 
     def close(self) -> None:
-        """Release the connection (to the pool); safe to call twice, any thread."""
-        with self._state_lock:
-            if self._running:
-                self._closing = True
-                if self._conn is not None:
-                    self._conn.interrupt()
-                return
-        self._release()
+        """Close the connections; safe to call twice."""
+        for conn in (self._conn, self._printf_conn):
+            if conn is not None:
+                conn.close()
+        self._conn = self._printf_conn = None
 
-    def _release(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            if self._closing:
-                conn.close()  # interrupted mid-query: never pooled
-            else:
-                _POOL.put(self.db_path, conn)
-        if self._printf_conn is not None:
-            self._printf_conn.close()
-            self._printf_conn = None
-        self._closing = False
-
-    def execute(self, sql: str) -> QueryResult:
+    def execute(self, sql: str, timeout_s: float | None = None) -> QueryResult:
         """Run one read-only statement and fetch its rows within the deadline.
+
+        Args:
+            sql: The statement.
+            timeout_s: This statement's deadline (default: the sandbox's).
 
         Raises:
             UnsafeQueryError: The statement is not a single read-only statement.
-            QueryTimeoutError: It ran past ``timeout_s``.
+            QueryTimeoutError: It ran past the deadline.
             ResourceLimitError: It built a value or result over the limits.
             QueryError: SQLite rejected it for any other reason.
         """
@@ -281,11 +192,10 @@ class Sandbox:
             raise QueryError("The query is not valid Unicode text.")
         conn = self._connection()
         self._denied = self._function_error = None
+        self._reads_table = self._prepared = False
         self._keyword = sql.split(None, 1)[0].upper()[:20] if sql.split() else ""
-        self._deadline = time.monotonic() + self.timeout_s
-        with self._state_lock:
-            self._running = True
-        token = _WATCHDOG.arm(self._deadline, conn)
+        self._limit_s = self.timeout_s if timeout_s is None else timeout_s
+        self._deadline = time.monotonic() + self._limit_s
         cursor = conn.cursor()
         try:
             cursor.execute(sql)
@@ -297,15 +207,24 @@ class Sandbox:
             rows, more = self._fetch(cursor)
         except sqlite3.Error as exc:
             raise self._translate(exc) from None
+        except MemoryError:
+            raise ResourceLimitError(
+                "The query needed more memory than the sandbox allows; select "
+                "fewer rows or columns."
+            ) from None
         finally:
             cursor.close()
-            _WATCHDOG.disarm(token)
-            with self._state_lock:
-                self._running = False
-                closing = self._closing
-            if closing:
-                self._release()
-        return QueryResult(columns=columns, rows=rows, more_rows=more)
+        return QueryResult(columns, rows, more, self._remember_reads(sql))
+
+    def _remember_reads(self, sql: str) -> bool:
+        """Whether ``sql`` read a table, also when sqlite3 reused its statement."""
+        if self._prepared:
+            self._reads_memo[sql] = self._reads_table
+            if len(self._reads_memo) > READS_MEMO:
+                self._reads_memo.popitem(last=False)
+            return self._reads_table
+        self._reads_memo.move_to_end(sql)
+        return self._reads_memo[sql]
 
     def _fetch(self, cursor: sqlite3.Cursor) -> tuple[list[tuple[Any, ...]], bool]:
         rows: list[tuple[Any, ...]] = []
@@ -328,23 +247,13 @@ class Sandbox:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            conn = _POOL.get(self.db_path) or self._open()
+            conn = _open_read_only(self.db_path)
             for name in ("printf", "format"):
                 conn.create_function(name, -1, self._guarded_printf)
             conn.set_authorizer(self._authorize)
             conn.set_progress_handler(self._check_deadline, PROGRESS_EVERY_N_OPS)
             self._conn = conn
         return self._conn
-
-    def _open(self) -> sqlite3.Connection:
-        if not self.db_path.is_file():
-            raise FileNotFoundError(self.db_path)
-        uri = f"{self.db_path.resolve().as_uri()}?mode=ro&immutable=1"
-        conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
-        conn.execute("PRAGMA query_only = ON")
-        for limit, value in _LIMITS.items():
-            conn.setlimit(limit, value)
-        return conn
 
     def _authorize(
         self,
@@ -354,7 +263,10 @@ class Sandbox:
         db_name: str | None,
         trigger: str | None,
     ) -> int:
+        self._prepared = True
         if action in _ALLOWED_ACTIONS:
+            if action == sqlite3.SQLITE_READ and not (arg1 or "").startswith("sqlite_"):
+                self._reads_table = True
             return sqlite3.SQLITE_OK
         if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() not in (
             _DENIED_FUNCTIONS
@@ -377,7 +289,7 @@ class Sandbox:
             for spec in _PRINTF_SPEC.finditer(fmt):
                 for part in (spec["width"], spec["precision"]):
                     size = next(arg_iter, 0) if part == "*" else part
-                    if _as_int(size) > MAX_PRINTF_WIDTH:
+                    if abs(sqlite_int(size)) > MAX_PRINTF_WIDTH:
                         self._function_error = (
                             f"printf() width or precision over {MAX_PRINTF_WIDTH:,}"
                         )
@@ -385,7 +297,7 @@ class Sandbox:
                 if spec["conv"] != "%":
                     next(arg_iter, None)
         if self._printf_conn is None:
-            self._printf_conn = sqlite3.connect(":memory:", check_same_thread=False)
+            self._printf_conn = sqlite3.connect(":memory:")
             for limit, value in _LIMITS.items():
                 self._printf_conn.setlimit(limit, value)
         placeholders = ", ".join("?" * (len(args) + 1))
@@ -410,20 +322,53 @@ class Sandbox:
         if "interrupted" in message:
             if time.monotonic() >= self._deadline:
                 return QueryTimeoutError(
-                    f"The query ran longer than {self.timeout_s:g} s and was "
+                    f"The query ran longer than {self._limit_s:g} s and was "
                     "stopped; simplify it or add a LIMIT."
                 )
             return QueryError("The query was interrupted.")
         if "too big" in message or "too large" in message or "too long" in message:
             return ResourceLimitError(f"Resource limit: {message}.")
+        if "out of memory" in message:
+            return ResourceLimitError(
+                "The query needed more memory than the sandbox allows; select "
+                "fewer rows or columns."
+            )
         return QueryError(f"SQL error: {message}")
 
 
-def _as_int(value: Any) -> int:
-    try:
-        return abs(int(float(value or 0)))
-    except (TypeError, ValueError, OverflowError):
-        return 0
+def sqlite_int(value: Any) -> int:
+    """An argument read as an integer the way SQLite's printf reads its widths.
+
+    Text and blobs count by their leading integer, reals are truncated.
+
+    >>> sqlite_int("2147483647x"), sqlite_int(" -7"), sqlite_int("1e9"), sqlite_int(2.9)
+    (2147483647, -7, 1, 2)
+    >>> sqlite_int(b"12"), sqlite_int("x"), sqlite_int(None), sqlite_int(1e300) > 0
+    (12, 0, 0, True)
+    """
+    if isinstance(value, bool | int):
+        return int(value)
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return 0
+        return int(max(min(value, 2.0**63 - 1), -(2.0**63)))
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    if isinstance(value, str):
+        match = _LEADING_INT.match(value)
+        return int(match.group(1)) if match else 0
+    return 0
+
+
+def _open_read_only(db_path: Path) -> sqlite3.Connection:
+    if not db_path.is_file():
+        raise FileNotFoundError(db_path)
+    uri = f"{db_path.resolve().as_uri()}?mode=ro&immutable=1"
+    conn = sqlite3.connect(uri, uri=True, cached_statements=STATEMENT_CACHE)
+    conn.execute("PRAGMA query_only = ON")
+    for limit, value in _LIMITS.items():
+        conn.setlimit(limit, value)
+    return conn
 
 
 def is_utf8(text: str) -> bool:

@@ -21,6 +21,7 @@ import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_REL_TOL = 0.01  # 1%: Spider averages are long floats that agents round
@@ -351,3 +352,34 @@ def _bag_key(value: Any) -> Value:
     if isinstance(norm, float):
         return float(f"{norm:.3g}")  # 3 significant digits: close enough to count
     return norm
+
+
+# --- Interim API (replaced by the verifier rewrite): a gold prepared once, a verdict.
+
+
+@dataclass(frozen=True, slots=True)
+class Gold:
+    """A gold result ready to compare answers against."""
+
+    rows: tuple[tuple[Any, ...], ...]
+    order_matters: bool
+
+
+def prepare_gold(rows: Sequence[Sequence[Any]], order_matters: bool) -> Gold:
+    return Gold(tuple(tuple(r) for r in rows), order_matters)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Whether an answer matched, and how it was read (never the gold)."""
+
+    correct: bool
+    reading: str
+
+
+def check_answer(text: str, gold: Gold) -> Verdict:
+    try:
+        correct = answer_matches(text, gold.rows, gold.order_matters)
+    except (ValueError, OverflowError):
+        correct = False
+    return Verdict(correct, "")

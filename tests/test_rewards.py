@@ -11,6 +11,7 @@ from sql_env.server.rewards import (
     closeness,
     step_reward,
 )
+from sql_env.server.verifier import prepare_gold
 
 BUDGET = 15
 
@@ -84,11 +85,11 @@ def test_correct_answer_always_dominates() -> None:
 )
 def test_closeness(rows: list, expected: float) -> None:
     gold = [("Ann",), ("Cleo",)]
-    assert closeness(rows, gold, False, 0.01) == pytest.approx(expected)
+    assert closeness(rows, prepare_gold(gold, False)) == pytest.approx(expected)
 
 
 def test_closeness_grid_stays_in_unit_interval() -> None:
     gold = [("a", 1), ("b", 2)]
     cells = ["a", "b", 1, 2, "z"]
     for a, b in itertools.product(cells, repeat=2):
-        assert 0.0 <= closeness([[a, b]], gold, False, 0.01) <= 1.0
+        assert 0.0 <= closeness([[a, b]], prepare_gold(gold, False)) <= 1.0

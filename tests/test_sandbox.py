@@ -21,7 +21,7 @@ MARGIN_S = 2.0  # generous: CI machines are shared, the point is "stopped", not 
 
 @pytest.fixture
 def shop_db(tiny_data_dir: Path) -> Path:
-    return database_path(tiny_data_dir, "shop")
+    return database_path(tiny_data_dir, "spider", "shop")
 
 
 @pytest.fixture
@@ -216,57 +216,56 @@ def test_printf_helper_has_the_same_length_limit(sandbox: Sandbox) -> None:
         )
 
 
-def test_connections_are_reused_across_sandboxes(shop_db: Path) -> None:
-    first = Sandbox(shop_db)
-    first.execute("SELECT 1")
-    conn = first._conn
-    first.close()
-    second = Sandbox(shop_db)
-    second.execute("SELECT 2")
-    assert second._conn is conn
-    second.close()
+@pytest.mark.parametrize(
+    ("sql", "reads"),
+    [
+        pytest.param("SELECT name FROM customer", True, id="column"),
+        pytest.param("SELECT count(*) FROM customer", True, id="count-star"),
+        pytest.param("SELECT 'Joe' FROM customer LIMIT 1", True, id="literal-from"),
+        pytest.param("SELECT 6", False, id="literal"),
+        pytest.param("SELECT * FROM (SELECT 1 AS x)", False, id="subquery-literal"),
+        pytest.param(
+            "WITH r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r WHERE x < 3) "
+            "SELECT x FROM r",
+            False,
+            id="recursive-cte",
+        ),
+        pytest.param("SELECT name FROM sqlite_master", False, id="schema-only"),
+    ],
+)
+def test_the_sandbox_says_whether_a_statement_read_a_table(
+    sandbox: Sandbox, sql: str, reads: bool
+) -> None:
+    assert sandbox.execute(sql).reads_table is reads
+    # sqlite3 reuses the prepared statement: the answer must not change.
+    assert sandbox.execute(sql).reads_table is reads
 
 
-def test_pooled_connection_keeps_every_guard(shop_db: Path) -> None:
-    with Sandbox(shop_db) as box:
-        box.execute("SELECT 1")
-    with Sandbox(shop_db, timeout_s=DEADLINE_S) as box:
-        with pytest.raises(UnsafeQueryError):
-            box.execute("DELETE FROM customer")
-        with pytest.raises(ResourceLimitError, match="printf"):
-            box.execute("SELECT printf('%.*c', 2000000000, 'x')")
-        with pytest.raises(QueryTimeoutError):
-            box.execute(
-                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
-                "SELECT count(*) FROM c"
-            )
+@pytest.mark.parametrize(
+    ("argument", "width"),
+    [
+        pytest.param("'2147483647x'", 2147483647, id="text-with-trailing-junk"),
+        pytest.param("'  -3000'", -3000, id="text-negative-with-spaces"),
+        pytest.param("x'39393939'", 9999, id="blob-digits"),
+        pytest.param("2.9e9", 2900000000, id="real"),
+    ],
+)
+def test_printf_widths_are_read_the_way_sqlite_reads_them(
+    sandbox: Sandbox, argument: str, width: int
+) -> None:
+    with pytest.raises(ResourceLimitError, match="printf"):
+        sandbox.execute(f"SELECT printf('%.*c', {argument}, 'x') IS NULL")
+    assert abs(width) > 1_000
 
 
-def test_close_during_a_query_interrupts_it_and_never_pools_it(shop_db: Path) -> None:
-    import threading
-
-    box = Sandbox(shop_db, timeout_s=30)
-    box.execute("SELECT 1")
-    busy = box._conn
-    errors: list[Exception] = []
-
-    def run() -> None:
-        try:
-            box.execute(
-                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
-                "SELECT count(*) FROM c"
-            )
-        except Exception as exc:  # noqa: BLE001 - recorded for the assertion
-            errors.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    time.sleep(0.2)
-    start = time.monotonic()
-    box.close()
-    thread.join(timeout=5)
-    assert not thread.is_alive() and time.monotonic() - start < 5
-    assert errors and isinstance(errors[0], QueryError)
-    with Sandbox(shop_db) as other:
-        other.execute("SELECT 1")
-        assert other._conn is not busy
+def test_each_statement_can_have_its_own_deadline(shop_db: Path) -> None:
+    runaway = (
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+        "SELECT count(*) FROM c"
+    )
+    with Sandbox(shop_db, timeout_s=60) as box:
+        started = time.monotonic()
+        with pytest.raises(QueryTimeoutError, match="longer than 0.2 s"):
+            box.execute(runaway, timeout_s=0.2)
+        assert time.monotonic() - started < 0.2 + MARGIN_S
+        assert box.execute("SELECT count(*) FROM customer").rows == [(6,)]

@@ -1,0 +1,228 @@
+"""A SQL worker: the process where agent input meets a database or a gold result.
+
+The server never runs agent SQL or scores an answer in its own interpreter.
+``WorkerPool`` starts workers as ``python -m sql_env.server.sql_worker FD
+MEMORY_MB NICE``; each reads one framed job at a time from its socket, runs it
+and writes one framed reply. A job that overruns its deadline is not waited
+for: the server kills the worker and starts another, so no statement can hold a
+core or a session past its deadline, whatever SQLite can or cannot interrupt.
+
+Each worker caps its address space (``RLIMIT_AS``) and SQLite's heap, so a
+query that wants too much memory fails with a clear error instead of taking the
+host down, and lowers its CPU priority, so the server's event loop always runs
+first. It keeps a few open databases and prepared gold results between jobs.
+"""
+
+import os
+import pickle
+import resource
+import socket
+import sqlite3
+import struct
+import sys
+import traceback
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sql_env.server import formatting, rewards
+from sql_env.server.errors import ResourceLimitError, SQLEnvError
+from sql_env.server.question_bank import read_gold
+from sql_env.server.sandbox import Sandbox
+from sql_env.server.verifier import Gold, Verdict, check_answer, prepare_gold
+
+OPEN_DATABASES = 16  # sandboxes kept open per worker, least recently used first out
+CACHED_GOLDS = 64  # prepared gold results kept per worker
+HEAP_SHARE = 0.5  # SQLite's hard heap limit, as a share of the worker's memory cap
+_HEADER = struct.Struct("!Q")
+
+
+@dataclass(frozen=True, slots=True)
+class GoldRef:
+    """Where a question's gold result is: a bank file and the question's id."""
+
+    bank: str
+    question_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunQuery:
+    """Run one statement in the sandbox of a database.
+
+    Attributes:
+        db_path: The database file.
+        sql: The statement (agent input, or SAMPLE's generated statement).
+        timeout_s: SQLite's deadline for it, execution and fetch together.
+        row_count: The table's size when the statement is SAMPLE's prefix.
+        score: In shaped mode, the gold result the rows are compared with.
+    """
+
+    db_path: str
+    sql: str
+    timeout_s: float
+    row_count: int | None = None
+    score: GoldRef | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueryOutcome:
+    """What the server needs of a statement's result: never more than is shown.
+
+    ``potential`` is the result's closeness to the gold (shaped mode), None
+    when not asked for or when the statement read no table.
+    """
+
+    view: formatting.TableView
+    reads_table: bool
+    potential: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckAnswer:
+    """Score an ANSWER text against a question's gold result."""
+
+    gold: GoldRef
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """The first frame a worker writes: it has started and set its limits."""
+
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerFailure:
+    """A job raised something that is not an agent error: a bug, with its trace."""
+
+    trace: str
+
+
+Job = RunQuery | CheckAnswer
+
+
+def encode(message: Any) -> bytes:
+    """One frame: an 8-byte length, then the pickled message."""
+    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(payload)) + payload
+
+
+def frame_length(header: bytes) -> int:
+    return _HEADER.unpack(header)[0]
+
+
+HEADER_SIZE = _HEADER.size
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes:
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    got = 0
+    while got < size:
+        n = sock.recv_into(view[got:])
+        if n == 0:
+            raise EOFError("the server closed the connection")
+        got += n
+    return bytes(buffer)
+
+
+def read_frame(sock: socket.socket) -> Any:
+    """Read one frame from a blocking socket (the worker's side)."""
+    size = frame_length(_read_exactly(sock, HEADER_SIZE))
+    return pickle.loads(_read_exactly(sock, size))
+
+
+class Worker:
+    """The state one worker keeps between jobs: open sandboxes, prepared golds."""
+
+    def __init__(self) -> None:
+        self._sandboxes: OrderedDict[str, Sandbox] = OrderedDict()
+        self._golds: OrderedDict[GoldRef, Gold] = OrderedDict()
+
+    def run(self, job: Job) -> QueryOutcome | Verdict:
+        match job:
+            case RunQuery():
+                return self._query(job)
+            case CheckAnswer():
+                return check_answer(job.text, self._gold(job.gold))
+        raise TypeError(f"unknown job {type(job).__name__}")
+
+    def _query(self, job: RunQuery) -> QueryOutcome:
+        result = self._sandbox(job.db_path).execute(job.sql, timeout_s=job.timeout_s)
+        view = formatting.table_view(
+            result.columns,
+            result.rows,
+            row_count=job.row_count,
+            more_rows=result.more_rows,
+        )
+        potential = None
+        if job.score is not None and result.reads_table:
+            potential = rewards.closeness(result.rows, self._gold(job.score))
+        return QueryOutcome(view, result.reads_table, potential)
+
+    def _sandbox(self, db_path: str) -> Sandbox:
+        sandbox = self._sandboxes.pop(db_path, None) or Sandbox(Path(db_path))
+        self._sandboxes[db_path] = sandbox
+        if len(self._sandboxes) > OPEN_DATABASES:
+            _, oldest = self._sandboxes.popitem(last=False)
+            oldest.close()
+        return sandbox
+
+    def _gold(self, ref: GoldRef) -> Gold:
+        gold = self._golds.pop(ref, None)
+        if gold is None:
+            record = read_gold(Path(ref.bank), ref.question_id)
+            gold = prepare_gold(record.rows, record.order_matters)
+        self._golds[ref] = gold
+        if len(self._golds) > CACHED_GOLDS:
+            self._golds.popitem(last=False)
+        return gold
+
+
+def serve(sock: socket.socket) -> None:
+    """Answer jobs until the server closes the socket."""
+    worker = Worker()
+    sock.sendall(encode(Ready(os.getpid())))
+    while True:
+        try:
+            job = read_frame(sock)
+        except (EOFError, OSError):  # the server closed the socket or is gone
+            return
+        try:
+            reply: Any = worker.run(job)
+        except SQLEnvError as exc:
+            reply = exc
+        except MemoryError:
+            reply = ResourceLimitError(
+                "The query needed more memory than the sandbox allows; select "
+                "fewer rows or columns."
+            )
+        except Exception:  # a bug: reported to the server with its trace
+            reply = WorkerFailure(traceback.format_exc())
+        try:
+            sock.sendall(encode(reply))
+        except OSError:
+            return
+
+
+def limit_resources(memory_mb: int, nice: int) -> None:
+    """Cap this process's memory and SQLite's heap, and yield the CPU to the server."""
+    limit = memory_mb * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    conn = sqlite3.connect(":memory:")
+    conn.execute(f"PRAGMA hard_heap_limit = {int(limit * HEAP_SHARE)}")
+    conn.close()
+    os.nice(nice)
+
+
+def main(argv: list[str] | None = None) -> None:
+    fd, memory_mb, nice = (int(a) for a in (argv or sys.argv[1:]))
+    limit_resources(memory_mb, nice)
+    with socket.socket(fileno=fd) as sock:
+        serve(sock)
+
+
+if __name__ == "__main__":
+    main()
