@@ -1,23 +1,24 @@
 """The episode state machine of SQLEnv: reset, four actions, and the reward."""
 
 import asyncio
-import functools
 import logging
 import random
+import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from openenv.core.env_server.interfaces import Environment
 from openenv.core.env_server.types import EnvironmentMetadata
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from sql_env.models import SQLAction, SQLObservation, SQLState
+from sql_env.models import RewardMode, SQLAction, SQLObservation, SQLState
 from sql_env.server import formatting, rewards
 from sql_env.server.errors import (
-    EpisodeOverError,
-    QueryError,
+    AnswerFormatError,
+    QueryTimeoutError,
     SQLEnvError,
     UnknownTableError,
 )
@@ -30,17 +31,62 @@ from sql_env.server.question_bank import (
     Table,
     load_bank,
 )
-from sql_env.server.sandbox import QUERY_TIMEOUT_S, Sandbox, is_utf8
-from sql_env.server.verifier import DEFAULT_REL_TOL, answer_matches
+from sql_env.server.sandbox import QUERY_TIMEOUT_S, is_utf8
+from sql_env.server.sql_worker import (
+    CheckAnswer,
+    GoldRef,
+    Job,
+    QueryOutcome,
+    RunQuery,
+)
+from sql_env.server.verifier import Verdict
+from sql_env.server.worker_pool import WorkerError, WorkerPool, shared_pool
 
 logger = logging.getLogger(__name__)
 
 MAX_STEPS = 15
 SAMPLE_ROWS = 5
 HISTORY_ARG_CHARS = 160
-VERSION = "0.1.0"
-# Longer arguments (and every QUERY) leave the server's event loop; see step_async.
-INLINE_MAX_CHARS = 10_000
+# A 10,000-row answer written as JSON fits; a 14 MB one never reaches a worker.
+MAX_ANSWER_CHARS = 1_000_000
+MAX_EPISODE_ID_CHARS = 200
+try:
+    VERSION = version("openenv-sql-env")
+except PackageNotFoundError:  # a source tree that was never installed
+    VERSION = "0.0.0"
+
+
+class ResetOptions(BaseModel):
+    """The arguments of ``reset``, type-checked: a wrong type is a clear error."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    seed: int | None = None
+    episode_id: str | None = Field(default=None, max_length=MAX_EPISODE_ID_CHARS)
+    question_id: str | None = Field(default=None, max_length=200)
+    split: str = Field(default="train", max_length=50)
+    db_id: str | None = Field(default=None, max_length=200)
+    reward_mode: RewardMode = "binary"
+    hardness: str | None = Field(default=None, max_length=50)
+    index: int | None = None
+
+
+def _reset_options(arguments: dict[str, Any]) -> ResetOptions:
+    try:
+        return ResetOptions.model_validate(arguments)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]) or "arguments"
+            if error["type"] == "extra_forbidden":
+                problems.append(f"unknown reset argument {name!r}")
+            else:
+                problems.append(f"{name}: {error['msg']}")
+        raise ValueError(
+            f"Bad reset arguments: {'; '.join(problems)}. Valid: seed (int), "
+            "episode_id, question_id, split, db_id, hardness (strings), "
+            "reward_mode ('binary' or 'shaped'), index (int)."
+        ) from None
 
 
 @dataclass(slots=True)
@@ -64,6 +110,21 @@ class _Episode:
     rewards: list[float] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class _Step:
+    """One step between its start (bookkeeping) and its end (the worker's reply)."""
+
+    action: SQLAction
+    job: Job | None = None
+    result: str = ""
+    error: str = ""
+    view: formatting.TableView | None = None
+    answered: bool = False
+    correct: bool = False
+    reading: str = ""
+    potential: float | None = None
+
+
 class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
     """Answer a question about a real SQLite database by exploring it.
 
@@ -80,7 +141,7 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
     - ``QUERY`` sql: one read-only statement; at most 20 rows are shown, with
       "showing 20 of N rows", cells and output size capped.
     - ``ANSWER`` value: JSON (scalar, list, list of rows) or text, one value per
-      line; ends the episode and scores it.
+      line, at most ``MAX_ANSWER_CHARS``; ends the episode and scores it.
 
     ## Observation
     ``SQLObservation``: ``question``, ``question_id``, ``db_id``, ``tables``,
@@ -91,9 +152,9 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
     ## Rewards
     ``binary`` (default): 1.0 for a correct ANSWER, else 0.0 on every step.
     ``shaped``: adds ``0.2 * (phi' - phi)`` progress (phi: closeness of the
-    latest QUERY result to the gold result, in [0, 1]) and ``-0.01`` per step;
-    a correct episode returns >= 0.85, any other <= 0.19. See
-    ``sql_env.server.rewards``.
+    latest QUERY result that read a table to the gold result, in [0, 1]) and
+    ``-0.01`` per step; a correct episode returns >= 0.85, any other <= 0.19.
+    See ``sql_env.server.rewards``.
 
     ## Starting state
     A question drawn from the split (seeded by ``seed``) or named by
@@ -108,11 +169,24 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
     the episode. Any action after the end returns an error saying to reset.
 
     ## Arguments
-    ``SQLEnvironment(data_dir, max_steps=15, query_timeout_s=5.0,
-    tolerance=0.01)``; ``reset(seed, episode_id, question_id, split="train",
-    db_id, reward_mode="binary", hardness, index)``.
+    ``SQLEnvironment(data_dir, max_steps=15, query_timeout_s=5.0, pool=None)``;
+    ``reset(seed, episode_id, question_id, split="train", db_id,
+    reward_mode="binary", hardness, index)``, each type-checked (a wrong type is
+    a ``ValueError``, which the server answers with a 4xx or an error frame).
+
+    ## Isolation
+    Every statement built from agent input, and every answer check, runs in a
+    SQL worker process (``sql_env.server.worker_pool``) that is killed if it
+    overruns its deadline; the environment itself runs no SQL and holds no gold
+    result. One environment runs one operation at a time: a step, a reset or a
+    close that arrives while another runs waits for it (``step_async`` and
+    ``reset_async``, from one event loop) or for its lock (``step``, ``reset``,
+    from threads); mixing both on one environment at once is refused.
 
     ## Version history
+    - 0.2.0: SQL and answer checks in killable worker processes; one operation
+      at a time per environment; ANSWER size cap; shaped progress only for
+      queries that read a table; typed reset arguments.
     - 0.1.0: first release (Spider train/dev, binary and shaped rewards).
     """
 
@@ -124,7 +198,7 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
         *,
         max_steps: int = MAX_STEPS,
         query_timeout_s: float = QUERY_TIMEOUT_S,
-        tolerance: float = DEFAULT_REL_TOL,
+        pool: WorkerPool | None = None,
     ) -> None:
         super().__init__()
         if max_steps < 1:
@@ -132,15 +206,34 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
         self._bank: QuestionBank = load_bank(Path(data_dir or DEFAULT_DATA_DIR))
         self.max_steps = max_steps
         self.query_timeout_s = query_timeout_s
-        self.tolerance = tolerance
+        self._pool = pool
         self._rng = random.Random()
         self._question: Question | None = None
-        self._sandbox: Sandbox | None = None
         self._episode = _Episode()
         self._tables: list[str] = []
         self._history: list[str] = []
         self._potential = 0.0
-        self._query_executor: ThreadPoolExecutor | None = None
+        self._last_view: formatting.TableView | Table | None = None
+        # One operation at a time: threads wait on the lock; coroutines of one
+        # event loop queue on the asyncio lock, then hold the thread lock too.
+        self._lock = threading.Lock()
+        self._async_lock = asyncio.Lock()
+        self._closed = False
+
+    @property
+    def pool(self) -> WorkerPool:
+        """The SQL workers this environment's jobs run on."""
+        if self._pool is None:
+            self._pool = shared_pool()
+        return self._pool
+
+    @property
+    def last_view(self) -> formatting.TableView | Table | None:
+        """The structure behind the latest result text: a table view or a schema.
+
+        For the web page, which shows tables instead of the text an agent reads.
+        """
+        return self._last_view
 
     # ----------------------------------------------------------------- reset
 
@@ -148,50 +241,47 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
         self,
         seed: int | None = None,
         episode_id: str | None = None,
-        question_id: str | None = None,
-        split: str = "train",
-        db_id: str | None = None,
-        reward_mode: str = "binary",
-        hardness: str | None = None,
-        index: int | None = None,
-        **unknown: Any,
+        **options: Any,
     ) -> SQLObservation:
         """Start an episode on a named or sampled question.
 
         Raises:
-            ValueError: An unknown argument, question id, split, database,
-                hardness level, reward mode, or an index out of range.
+            ValueError: An unknown or mistyped argument, question id, split,
+                database, hardness level, reward mode, or an index out of range.
         """
-        if unknown:
-            raise ValueError(
-                f"Unknown reset argument(s): {', '.join(sorted(unknown))}. Valid: "
-                "seed, episode_id, question_id, split, db_id, reward_mode, "
-                "hardness, index."
-            )
-        if reward_mode not in rewards.REWARD_MODES:
-            raise ValueError(
-                f"Unknown reward_mode {reward_mode!r}; use one of "
-                f"{', '.join(rewards.REWARD_MODES)}."
-            )
-        if seed is not None:
-            self._rng = random.Random(seed)
-        question = self._pick(question_id, split, db_id, hardness, index)
-        if self._sandbox is None or self._sandbox.db_path != self._bank.db_path(
-            question.db_id
-        ):
-            self._close_sandbox()
-            self._sandbox = Sandbox(
-                self._bank.db_path(question.db_id), timeout_s=self.query_timeout_s
-            )
+        with self._lock:
+            return self._reset(seed=seed, episode_id=episode_id, **options)
+
+    async def reset_async(self, **options: Any) -> SQLObservation:
+        """``reset`` for the OpenEnv server, on its event loop: it runs no SQL."""
+        async with self._async_lock:
+            # Yield once per frame, so a client flooding resets cannot keep the
+            # event loop from other sessions and from /health.
+            await asyncio.sleep(0)
+            if not self._lock.acquire(blocking=False):
+                raise RuntimeError("the environment is busy in another thread")
+            try:
+                return self._reset(**options)
+            finally:
+                self._lock.release()
+
+    def _reset(self, **arguments: Any) -> SQLObservation:
+        if self._closed:
+            raise ValueError("This environment is closed; open a new session.")
+        options = _reset_options(arguments)
+        if options.seed is not None:
+            self._rng = random.Random(options.seed)
+        question = self._pick(options)
         self._question = question
         self._history = []
         self._potential = 0.0
+        self._last_view = None
         self._episode = _Episode(
-            episode_id=episode_id or str(uuid.uuid4()),
+            episode_id=options.episode_id or str(uuid.uuid4()),
             question_id=question.id,
             db_id=question.db_id,
             split=question.split,
-            reward_mode=reward_mode,
+            reward_mode=options.reward_mode,
         )
         self._tables = self._bank.schema(question.db_id).table_names
         return self._observation(
@@ -199,28 +289,22 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
             result=f"Database {question.db_id} has tables: {', '.join(self._tables)}.",
         )
 
-    def _pick(
-        self,
-        question_id: str | None,
-        split: str,
-        db_id: str | None,
-        hardness: str | None,
-        index: int | None,
-    ) -> Question:
-        if question_id is not None:
+    def _pick(self, options: ResetOptions) -> Question:
+        if options.question_id is not None:
             try:
-                question = self._bank.get(question_id)
+                question = self._bank.get(options.question_id)
             except KeyError:
                 raise ValueError(
-                    f"Unknown question_id {question_id!r}; ids look like "
+                    f"Unknown question_id {options.question_id!r}; ids look like "
                     "'spider/dev/0' or 'spider/train/12'."
                 ) from None
             if question.excluded is not None:
                 raise ValueError(
-                    f"Question {question_id} is excluded from play "
+                    f"Question {question.id} is excluded from play "
                     f"({question.excluded.split(':')[0]}); see the build report."
                 )
             return question
+        split, db_id, hardness = options.split, options.db_id, options.hardness
         if split not in SPLITS:
             raise ValueError(
                 f"Unknown split {split!r}; use one of {', '.join(SPLITS)}."
@@ -234,7 +318,7 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
             home = self._bank.split_of(db_id)
             if home is None:
                 raise ValueError(
-                    f"Unknown db_id {db_id!r}; split {split!r} has: "
+                    f"Unknown db_id {db_id[:60]!r}; split {split!r} has: "
                     f"{', '.join(self._bank.db_ids(split))}."
                 )
             if home != split:
@@ -248,121 +332,187 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
                 f"No playable questions for split={split!r}, "
                 f"db_id={db_id!r}, hardness={hardness!r}."
             )
-        if index is not None:
-            if not 0 <= index < len(pool):
-                raise ValueError(f"index {index} out of range 0..{len(pool) - 1}.")
-            return pool[index]
+        if options.index is not None:
+            if not 0 <= options.index < len(pool):
+                raise ValueError(
+                    f"index {options.index} out of range 0..{len(pool) - 1}."
+                )
+            return pool[options.index]
         return pool[self._rng.randrange(len(pool))]
 
-    async def reset_async(self, **kwargs: Any) -> SQLObservation:
-        """``reset`` for the OpenEnv server, on its event loop: it runs no SQL."""
-        return self.reset(**kwargs)
-
     # ------------------------------------------------------------------ step
-
-    async def step_async(
-        self, action: SQLAction, timeout_s: float | None = None, **kwargs: Any
-    ) -> SQLObservation:
-        """``step`` for the OpenEnv server; both paths run the one ``step()``.
-
-        DESCRIBE (schema facts), SAMPLE (5 rows) and a short ANSWER are bounded
-        and cheaper than a thread hand-off, so they run on the event loop: that
-        took wire throughput from 0.33 to 0.57 of OpenEnv's echo env at 16
-        sessions (docs/benchmarks.md). QUERY runs arbitrary SQL up to its
-        deadline, so it runs in this session's own thread and never holds up
-        other sessions.
-        """
-        if action.action_type != "QUERY" and len(action.argument) <= INLINE_MAX_CHARS:
-            return self.step(action, timeout_s, **kwargs)
-        if self._query_executor is None:
-            self._query_executor = ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix="sql-env-query"
-            )
-        return await asyncio.get_running_loop().run_in_executor(
-            self._query_executor,
-            functools.partial(self.step, action, timeout_s, **kwargs),
-        )
 
     def step(
         self, action: SQLAction, timeout_s: float | None = None, **kwargs: Any
     ) -> SQLObservation:
-        """Apply one action; agent mistakes come back in ``error``."""
-        question = self._question
-        if question is None or self._episode.done:
-            message = (
-                "The episode is over; call reset() to start a new one."
-                if question is not None
-                else "No episode yet; call reset() first."
-            )
-            return self._observation(
-                action_type=action.action_type, error=message, reward=0.0, done=True
-            )
+        """Apply one action; agent mistakes come back in ``error``.
 
+        Blocks this thread while a SQL worker runs the action's job.
+        """
+        with self._lock:
+            step = self._begin(action)
+            if step is None:
+                return self._after_end(action)
+            if step.job is not None:
+                try:
+                    self._settle(step, self.pool.run(step.job, self.query_timeout_s))
+                except (SQLEnvError, WorkerError) as exc:
+                    self._settle(step, exc)
+            return self._finish(step)
+
+    async def step_async(
+        self, action: SQLAction, timeout_s: float | None = None, **kwargs: Any
+    ) -> SQLObservation:
+        """``step`` for the OpenEnv server: the event loop never waits on a job.
+
+        DESCRIBE (schema facts) and the bookkeeping of every step run on the
+        event loop and cost microseconds; SQL and answer checks are jobs for a
+        SQL worker, awaited without a thread.
+        """
+        async with self._async_lock:
+            await asyncio.sleep(0)  # one frame at a time per session: see reset
+            if not self._lock.acquire(blocking=False):
+                raise RuntimeError("the environment is busy in another thread")
+            try:
+                step = self._begin(action)
+                if step is None:
+                    return self._after_end(action)
+                if step.job is not None:
+                    try:
+                        reply = await self.pool.run_async(
+                            step.job, self.query_timeout_s
+                        )
+                    except (SQLEnvError, WorkerError) as exc:
+                        reply = exc
+                    self._settle(step, reply)
+                return self._finish(step)
+            finally:
+                self._lock.release()
+
+    def _begin(self, action: SQLAction) -> _Step | None:
+        """Count the step and do what needs no worker; None after the end."""
+        question = self._question
+        if question is None or self._episode.done or self._closed:
+            return None
         self._episode.step_count += 1
+        self._last_view = None
+        step = _Step(action)
         if not is_utf8(action.argument):
             # A lone surrogate can neither reach SQLite nor go back out as JSON
             # in the history: keep a printable copy and answer an error.
-            action = action.model_copy(
+            step.action = action.model_copy(
                 update={"argument": action.argument.encode("utf-8", "replace").decode()}
             )
-            action_error = "The argument is not valid Unicode text; send plain UTF-8."
-        else:
-            action_error = ""
-        answered = correct = False
-        potential = self._potential
-        result = error = ""
+            step.error = "The argument is not valid Unicode text; send plain UTF-8."
+            return step
         try:
-            if action_error:
-                raise QueryError(action_error)
             match action.action_type:
                 case "DESCRIBE":
-                    result = formatting.render_schema(self._table(action.argument))
+                    table = self._table(action.argument)
+                    step.result = formatting.render_schema(table)
+                    self._last_view = table
                 case "SAMPLE":
-                    result = self._sample(action.argument)
+                    table = self._table(action.argument)
+                    quoted = '"' + table.name.replace('"', '""') + '"'
+                    step.job = RunQuery(
+                        str(self._bank.db_path(question.db_id)),
+                        f"SELECT * FROM {quoted} LIMIT {SAMPLE_ROWS}",
+                        self.query_timeout_s,
+                        row_count=table.row_count,
+                    )
                 case "QUERY":
-                    result, potential = self._query(action.argument, question)
-                case "ANSWER":
-                    answered = True
-                    correct = answer_matches(
+                    shaped = self._episode.reward_mode == "shaped"
+                    step.job = RunQuery(
+                        str(self._bank.db_path(question.db_id)),
                         action.argument,
-                        question.gold_rows,
-                        question.order_matters,
-                        self.tolerance,
+                        self.query_timeout_s,
+                        score=self._gold_ref() if shaped else None,
                     )
-                    result = (
-                        f"Answer submitted: {'correct' if correct else 'incorrect'}."
-                    )
+                case "ANSWER":
+                    if len(action.argument) > MAX_ANSWER_CHARS:
+                        raise AnswerFormatError(
+                            f"The answer is longer than {MAX_ANSWER_CHARS:,} "
+                            "characters; answer with the result rows only."
+                        )
+                    step.job = CheckAnswer(self._gold_ref(), action.argument)
         except SQLEnvError as exc:
-            error = str(exc)
+            step.error = str(exc)
+        return step
 
+    def _gold_ref(self) -> GoldRef:
+        assert self._question is not None
+        return GoldRef(str(self._bank.path), self._question.id)
+
+    def _settle(
+        self, step: _Step, reply: QueryOutcome | Verdict | SQLEnvError | WorkerError
+    ) -> None:
+        """Take a worker's reply into the step."""
+        match reply:
+            case QueryOutcome():
+                step.view = reply.view
+                step.result = formatting.render_table(reply.view)
+                self._last_view = reply.view
+                if reply.potential is not None:
+                    step.potential = reply.potential
+            case Verdict():
+                step.answered = True
+                step.correct = reply.correct
+                step.reading = reply.reading
+                verdict = "correct" if reply.correct else "incorrect"
+                read = f" ({reply.reading})" if reply.reading else ""
+                step.result = f"Answer submitted: {verdict}{read}."
+            case QueryTimeoutError() if step.action.action_type == "ANSWER":
+                step.error = (
+                    "Checking the answer took too long; send the result rows only."
+                )
+            case SQLEnvError():
+                step.error = str(reply)
+            case WorkerError():
+                logger.error("episode %s: %s", self._episode.episode_id, reply)
+                step.error = "Internal error while running this action; it was logged."
+
+    def _finish(self, step: _Step) -> SQLObservation:
+        """Reward, history and episode end of a step whose outcome is known."""
+        episode = self._episode
+        potential = self._potential if step.potential is None else step.potential
         reward = rewards.step_reward(
-            self._episode.reward_mode,
-            answered=answered,
-            correct=correct,
+            episode.reward_mode,
+            answered=step.answered,
+            correct=step.correct,
             potential_before=self._potential,
             potential_after=potential,
         )
         self._potential = potential
-        self._history.append(self._history_line(action, result, error))
-        truncated = not answered and self._episode.step_count >= self.max_steps
+        self._history.append(self._history_line(step))
+        result = step.result
+        truncated = not step.answered and episode.step_count >= self.max_steps
         if truncated:
             result = (result + "\n" if result else "") + (
                 "Step budget exhausted: the episode is over."
             )
-        self._episode.rewards.append(reward)
-        if answered or truncated:
-            self._episode.done = True
-            self._episode.truncated = truncated
-            self._episode.answer_correct = correct if answered else None
-            logger.debug(
-                "episode %s ended: %s", self._episode.episode_id, self._history[-1]
-            )
+        episode.rewards.append(reward)
+        if step.answered or truncated:
+            episode.done = True
+            episode.truncated = truncated
+            episode.answer_correct = step.correct if step.answered else None
+            logger.debug("episode %s ended: %s", episode.episode_id, self._history[-1])
         return self._observation(
-            action_type=action.action_type,
+            action_type=step.action.action_type,
             result=result,
-            error=error,
+            error=step.error,
             reward=reward,
-            done=self._episode.done,
+            done=episode.done,
+        )
+
+    def _after_end(self, action: SQLAction) -> SQLObservation:
+        if self._closed:
+            message = "This environment is closed; open a new session."
+        elif self._question is None:
+            message = "No episode yet; call reset() first."
+        else:
+            message = "The episode is over; call reset() to start a new one."
+        return self._observation(
+            action_type=action.action_type, error=message, reward=0.0, done=True
         )
 
     def _table(self, name: str) -> Table:
@@ -375,46 +525,20 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
             )
         return table
 
-    def _sample(self, name: str) -> str:
-        table = self._table(name)
-        quoted = '"' + table.name.replace('"', '""') + '"'
-        rows = self._sandbox_or_fail().execute(
-            f"SELECT * FROM {quoted} LIMIT {SAMPLE_ROWS}"
-        )
-        return formatting.render_table(rows.columns, rows.rows, total=table.row_count)
-
-    def _query(self, sql: str, question: Question) -> tuple[str, float]:
-        result = self._sandbox_or_fail().execute(sql)
-        text = formatting.render_table(
-            result.columns, result.rows, more_rows=result.more_rows
-        )
-        potential = self._potential
-        if self._episode.reward_mode == "shaped":
-            potential = rewards.closeness(
-                result.rows, question.gold_rows, question.order_matters, self.tolerance
-            )
-        return text, potential
-
-    def _sandbox_or_fail(self) -> Sandbox:
-        if self._sandbox is None:
-            raise EpisodeOverError("No episode yet; call reset() first.")
-        return self._sandbox
-
     @staticmethod
-    def _history_line(action: SQLAction, result: str, error: str) -> str:
-        argument = " ".join(action.argument.split())
+    def _history_line(step: _Step) -> str:
+        argument = " ".join(step.action.argument[: HISTORY_ARG_CHARS * 4].split())
         if len(argument) > HISTORY_ARG_CHARS:
             argument = argument[: HISTORY_ARG_CHARS - 1] + "…"
-        lines = result.splitlines()
-        if error:
-            outcome = "error: " + error[:80]
-        elif not lines:
-            outcome = "ok"
-        elif action.action_type in ("QUERY", "SAMPLE"):
-            outcome = lines[-1].strip("()")  # the row count
+        if step.error:
+            outcome = "error: " + step.error[:80]
+        elif step.view is not None:
+            outcome = step.view.count_text()
+        elif step.answered:
+            outcome = "correct" if step.correct else "incorrect"
         else:
-            outcome = lines[0]
-        return f"{action.action_type} {argument} -> {outcome}"
+            outcome = step.result.split("\n", 1)[0] or "ok"
+        return f"{step.action.action_type} {argument} -> {outcome}"
 
     def _observation(
         self,
@@ -506,17 +630,14 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
 
     # ------------------------------------------------------------- lifecycle
 
-    def _close_sandbox(self) -> None:
-        if self._sandbox is not None:
-            self._sandbox.close()
-            self._sandbox = None
-
     def close(self) -> None:
-        """Release the database connection and the query thread; safe twice."""
-        self._close_sandbox()
-        if self._query_executor is not None:
-            self._query_executor.shutdown(wait=False)
-            self._query_executor = None
+        """End this environment; safe twice, from any thread.
+
+        It holds no database connection and no worker between operations, so
+        closing only refuses further resets and steps; an operation still
+        running finishes by its deadline.
+        """
+        self._closed = True
 
 
 def _task_spec(question: Question, index: int) -> dict[str, Any]:

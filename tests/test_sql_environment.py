@@ -225,9 +225,12 @@ def test_reset_by_index_follows_the_task_list(env: SQLEnvironment) -> None:
         ({"split": "dev", "db_id": "nowhere"}, "Unknown db_id"),
         ({"split": "train", "db_id": "shop"}, "belongs to split 'dev'"),
         ({"hardness": "impossible"}, "Unknown hardness"),
-        ({"reward_mode": "dense"}, "Unknown reward_mode"),
+        ({"reward_mode": "dense"}, "reward_mode: Input should be 'binary'"),
+        ({"split": "dev", "index": 1.5}, "index: Input should be a valid int"),
+        ({"question_id": ["spider/dev/0"]}, "question_id: Input should be"),
+        ({"seed": "7"}, "seed: Input should be a valid int"),
         ({"split": "dev", "index": 99}, "out of range"),
-        ({"questoin_id": "spider/dev/0"}, "Unknown reset argument"),
+        ({"questoin_id": "spider/dev/0"}, "unknown reset argument 'questoin_id'"),
     ],
 )
 def test_bad_reset_arguments_are_clear_errors(
@@ -305,13 +308,6 @@ def test_history_lines_name_action_and_outcome(env: SQLEnvironment) -> None:
     ]
 
 
-def test_close_twice_is_safe(env: SQLEnvironment) -> None:
-    env.reset(question_id=COUNT_QID)
-    env.step(act("QUERY", "SELECT 1"))
-    env.close()
-    env.close()
-
-
 @pytest.mark.parametrize("kind", ["DESCRIBE", "SAMPLE", "QUERY", "ANSWER"])
 def test_lone_surrogate_is_an_error_and_the_episode_survives(
     env: SQLEnvironment, kind: str
@@ -321,3 +317,50 @@ def test_lone_surrogate_is_an_error_and_the_episode_survives(
     assert "not valid Unicode" in obs.error and not obs.done
     json.dumps(obs.model_dump())  # serialisable: the session can go on
     assert env.step(act("ANSWER", "6")).reward == 1.0
+
+
+def test_one_operation_at_a_time_a_reset_waits_for_a_running_answer(
+    tiny_data_dir: Path,
+) -> None:
+    """Two coroutines on one environment (two clicks, two frames) never overlap."""
+    import asyncio
+
+    env = SQLEnvironment(tiny_data_dir)
+    env.reset(question_id=COUNT_QID)
+
+    async def race() -> tuple[SQLObservation, SQLObservation]:
+        answer = asyncio.ensure_future(
+            env.step_async(act("ANSWER", "6" + " " * 900_000))
+        )
+        await asyncio.sleep(0)  # the answer is in flight when the reset arrives
+        reset = asyncio.ensure_future(env.reset_async(question_id=ORDERED_QID))
+        return await answer, await reset
+
+    answered, fresh = asyncio.run(race())
+    assert answered.answer_correct is True and answered.reward == 1.0
+    assert answered.question_id == COUNT_QID
+    assert fresh.question_id == ORDERED_QID and fresh.step_count == 0
+    assert env.state.rewards == [] and env.state.question_id == ORDERED_QID
+    env.close()
+
+
+def test_a_closed_environment_refuses_to_play(tiny_data_dir: Path) -> None:
+    env = SQLEnvironment(tiny_data_dir)
+    env.reset(question_id=COUNT_QID)
+    env.close()
+    env.close()
+    assert "closed" in env.step(act("DESCRIBE", "customer")).error
+    with pytest.raises(ValueError, match="closed"):
+        env.reset(question_id=COUNT_QID)
+
+
+def test_sql_runs_in_worker_processes_not_in_this_one(tiny_data_dir: Path) -> None:
+    import os
+
+    env = SQLEnvironment(tiny_data_dir)
+    env.reset(question_id=COUNT_QID)
+    before = env.pool.stats.jobs
+    assert "6" in env.step(act("QUERY", "SELECT count(*) FROM customer")).result
+    assert env.pool.stats.jobs == before + 1
+    pids = env.pool.worker_pids()
+    assert pids and os.getpid() not in pids
