@@ -1,37 +1,41 @@
 """The playable page at ``/web``: pick a question, explore the database, answer.
 
 ``build_web_ui`` is the ``gradio_builder`` OpenEnv's ``create_app`` calls when
-``ENABLE_WEB_INTERFACE=true``; its page is the "Play" tab, next to OpenEnv's generic
-Playground. Each browser session plays on its own environment (made by ``env_factory``
-on the first reset and closed when the session ends), so visitors never share an
-episode. The page only reads what an agent reads: observations, the public state and
-the task list; gold SQL and gold rows never reach it.
-
-Results arrive as the text an agent reads (``server/formatting.py``: pipe tables,
-schema lists); ``parse_pipe_table`` and ``parse_schema`` turn them back into tables.
+``ENABLE_WEB_INTERFACE=true``; its page is the whole of ``/web`` (OpenEnv's generic
+Playground, which shares one environment between all visitors, is not mounted, and
+``remove_shared_web_routes`` drops its routes). Each browser session plays on its own
+environment, opened on its first episode against the same session slots as WebSocket
+clients (``MAX_CONCURRENT_ENVS``) and closed when the session ends or idles out. The
+handlers are coroutines that await the environment's SQL workers, so a slow visitor
+holds up no one. The page only reads what an agent reads, plus the structure behind
+a result (``SQLEnvironment.last_view``): observations, the public state and the task
+list; gold SQL and gold rows never reach it.
 """
 
 import html
-import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
+from fastapi import FastAPI
 
 from sql_env.models import ActionType, SQLAction, SQLObservation
+from sql_env.models import RewardMode as RewardModeType
+from sql_env.server.formatting import TableView, foreign_key_target
+from sql_env.server.question_bank import SPLITS as BANK_SPLITS
+from sql_env.server.question_bank import Table
+from sql_env.server.rewards import REWARD_MODES
+from sql_env.server.session_guard import SessionSlots
 from sql_env.server.sql_environment import SQLEnvironment
 
 ANY_DATABASE = "(any database)"
-SPLITS = ("dev", "train")
-REWARD_MODES = ("binary", "shaped")
-SESSION_TTL_S = 3600
-# Visitors each have their own environment, so their calls may run side by side.
-CONCURRENCY = dict(concurrency_id="sqlenv", concurrency_limit=16, trigger_mode="once")
-
-_FOOTER = re.compile(r"^\((?:showing \d[\d,]* of .+ rows|[\d,]+ rows?)\)$")
-_TABLE_HEADER = re.compile(r"^Table (?P<name>.+) \((?P<rows>[\d,]+) rows?\)$")
-_PRIMARY_KEY = ", primary key"
+SPLITS = tuple(reversed(BANK_SPLITS))  # dev first: its questions are the showcase
+# Routes of OpenEnv's generic web interface that drive one environment shared by
+# every visitor (and a /ws/ui broadcast that one slow reader stalls for all).
+SHARED_WEB_ROUTES = frozenset({"/web/reset", "/web/step", "/web/state", "/ws/ui"})
+# Each visitor's events run as coroutines on the server's event loop and wait on
+# their own environment only; "once" drops a click while that button's event runs.
+EVENTS = dict(concurrency_limit=None, trigger_mode="once")
 
 CSS = """
 .sqlenv-box { font-size: 14px; }
@@ -50,122 +54,59 @@ CSS = """
 """
 
 
-@dataclass(frozen=True)
-class PipeTable:
-    """A result table read back from its text form."""
-
-    columns: list[str]
-    rows: list[list[str]]
-    footer: str
-
-
-def parse_pipe_table(text: str) -> PipeTable | None:
-    """Read ``render_table``'s text back into columns, rows and the row-count line.
-
-    Cells never contain ``|`` (the formatter replaces it), so splitting is exact.
-
-    >>> parse_pipe_table("name | age\\nJoe | 52\\n(1 row)")
-    PipeTable(columns=['name', 'age'], rows=[['Joe', '52']], footer='(1 row)')
-    >>> parse_pipe_table("no table here") is None
-    True
-    """
-    lines = text.strip("\n").split("\n")
-    if len(lines) < 2 or not _FOOTER.match(lines[-1]):
-        return None
-    columns = lines[0].split(" | ")
-    rows = [line.split(" | ") for line in lines[1:-1]]
-    if any(len(row) != len(columns) for row in rows):
-        return None
-    return PipeTable(columns=columns, rows=rows, footer=lines[-1])
-
-
-def parse_schema(text: str) -> tuple[str, PipeTable, list[str]] | None:
-    """Read DESCRIBE's text into a title, a table of columns and the foreign keys.
-
-    >>> title, table, fks = parse_schema(
-    ...     "Table singer (6 rows)\\nColumns:\\n- id INT, primary key\\n- name TEXT"
-    ... )
-    >>> title, table.rows, fks
-    ('singer (6 rows)', [['id', 'INT', 'primary key'], ['name', 'TEXT', '']], [])
-    """
-    lines = text.strip("\n").split("\n")
-    header = _TABLE_HEADER.match(lines[0]) if lines else None
-    if header is None or len(lines) < 2 or lines[1] != "Columns:":
-        return None
-    rows: list[list[str]] = []
-    foreign_keys: list[str] = []
-    section = "columns"
-    for line in lines[2:]:
-        if line == "Foreign keys:":
-            section = "fks"
-        elif section == "fks" and line.startswith("- "):
-            foreign_keys.append(line[2:])
-        elif section == "columns" and line.startswith("- "):
-            rows.append(_column_row(line[2:]))
-        else:
-            return None
-    title = f"{header['name']} ({header['rows']} rows)"
-    return title, PipeTable(["column", "type", "key"], rows, ""), foreign_keys
-
-
-def _column_row(text: str) -> list[str]:
-    """``name TYPE[, primary key]`` as [name, type, key]; names may hold spaces.
-
-    >>> _column_row("Home Town TEXT"), _column_row("price decimal(10, 2), primary key")
-    (['Home Town', 'TEXT', ''], ['price', 'decimal(10, 2)', 'primary key'])
-    """
-    key = "primary key" if text.endswith(_PRIMARY_KEY) else ""
-    text = text.removesuffix(_PRIMARY_KEY)
-    # The type is the last word, or the words from the last "(" when it has one.
-    split_at = text.rfind(" ", 0, text.rfind("(")) if text.endswith(")") else -1
-    if split_at == -1:
-        split_at = text.rfind(" ")
-    if split_at == -1:
-        return [text, "", key]
-    return [text[:split_at], text[split_at + 1 :], key]
-
-
-def table_html(table: PipeTable) -> str:
-    """An HTML table with every cell escaped."""
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
+def table_html(
+    columns: tuple[str, ...], rows: tuple[tuple[str, ...], ...], note: str = ""
+) -> str:
+    """An HTML table with every cell escaped, and an optional note under it."""
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>"
-        for row in table.rows
+        for row in rows
     )
-    footer = html.escape(table.footer)
-    note = f'<p class="sqlenv-note">{footer}</p>' if footer else ""
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}"
+    below = f'<p class="sqlenv-note">{html.escape(note)}</p>' if note else ""
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{below}"
 
 
-def result_html(observation: SQLObservation) -> str:
+def view_html(view: TableView | Table | None) -> str:
+    """A result table or a schema, from the structure behind the agent's text."""
+    if isinstance(view, TableView):
+        return table_html(view.columns, view.rows, f"({view.count_text()})")
+    if isinstance(view, Table):
+        primary = set(view.primary_key)
+        rows = tuple(
+            (c.name, c.type or "ANY", "primary key" if c.name in primary else "")
+            for c in view.columns
+        )
+        parts = [
+            f"<p><b>Table {html.escape(view.name)} ({view.row_count:,} rows)</b></p>",
+            table_html(("column", "type", "key"), rows),
+        ]
+        if view.foreign_keys:
+            items = "".join(
+                f"<li>{html.escape(f'{fk.column} -> {foreign_key_target(fk)}')}</li>"
+                for fk in view.foreign_keys
+            )
+            parts.append(f"<p>Foreign keys:</p><ul>{items}</ul>")
+        return "".join(parts)
+    return ""
+
+
+def result_html(
+    observation: SQLObservation, view: TableView | Table | None = None
+) -> str:
     """The last action's outcome: an error, a table, a schema, or the verdict."""
     parts: list[str] = []
     if observation.error:
         error = html.escape(observation.error)
         parts.append(f'<div class="sqlenv-error">{error}</div>')
-    text, note = observation.result, ""
-    readable = parse_pipe_table(text) or parse_schema(text)
-    if text and readable is None and "\n" in text:
-        # A closing remark after a table ("Step budget exhausted ...").
-        head, last = text.rsplit("\n", 1)
-        if parse_pipe_table(head) is not None or parse_schema(head) is not None:
-            text, note = head, last
-    if text:
-        table = parse_pipe_table(text)
-        schema = parse_schema(text) if table is None else None
-        if table is not None:
-            parts.append(table_html(table))
-        elif schema is not None:
-            title, columns, foreign_keys = schema
-            parts.append(f"<p><b>Table {html.escape(title)}</b></p>")
-            parts.append(table_html(columns))
-            if foreign_keys:
-                items = "".join(f"<li>{html.escape(fk)}</li>" for fk in foreign_keys)
-                parts.append(f"<p>Foreign keys:</p><ul>{items}</ul>")
-        else:
-            parts.append(f"<pre>{html.escape(text)}</pre>")
-    if note:
-        parts.append(f'<p class="sqlenv-note">{html.escape(note)}</p>')
+    if view is not None:
+        parts.append(view_html(view))
+        if observation.truncated:
+            parts.append(
+                '<p class="sqlenv-note">Step budget exhausted: the episode is over.</p>'
+            )
+    elif observation.result:
+        parts.append(f"<pre>{html.escape(observation.result)}</pre>")
     if observation.answer_correct is not None:
         verdict = (
             '<span class="sqlenv-ok">Correct answer</span>'
@@ -217,11 +158,15 @@ def history_html(observation: SQLObservation) -> str:
     return f'<ol class="sqlenv-box">{items}</ol>'
 
 
-def step_html(title: str, observation: SQLObservation) -> str:
+def step_html(
+    title: str,
+    observation: SQLObservation,
+    view: TableView | Table | None = None,
+) -> str:
     """One entry of the episode transcript: what was done, then its outcome."""
     return (
         f'<div class="sqlenv-step"><p class="sqlenv-title">{html.escape(title)}</p>'
-        f"{result_html(observation)}</div>"
+        f"{result_html(observation, view)}</div>"
     )
 
 
@@ -232,9 +177,50 @@ def transcript_html(entries: list[str]) -> str:
     return "".join(reversed(entries))
 
 
-def _close_env(env: SQLEnvironment | None) -> None:
-    if env is not None:
-        env.close()
+def remove_shared_web_routes(app: FastAPI) -> None:
+    """Drop the routes of OpenEnv's web interface that share one environment."""
+    app.router.routes[:] = [
+        route
+        for route in app.router.routes
+        if getattr(route, "path", None) not in SHARED_WEB_ROUTES
+    ]
+
+
+class Visitor:
+    """One browser session's environment and the session slot it holds."""
+
+    def __init__(self, env: SQLEnvironment, slots: SessionSlots) -> None:
+        self.env = env
+        self._slots: SessionSlots | None = slots
+
+    @classmethod
+    def open(
+        cls, env_factory: Callable[[], SQLEnvironment], slots: SessionSlots
+    ) -> "Visitor | None":
+        """A new visitor's environment, or None when every slot is taken."""
+        if not slots.try_acquire():
+            return None
+        try:
+            return cls(env_factory(), slots)
+        except BaseException:
+            slots.release()
+            raise
+
+    @property
+    def closed(self) -> bool:
+        return self._slots is None
+
+    def close(self) -> None:
+        """Close the environment and free the slot; safe twice."""
+        self.env.close()
+        if self._slots is not None:
+            self._slots.release()
+            self._slots = None
+
+
+def _close_visitor(visitor: Visitor | None) -> None:
+    if visitor is not None:
+        visitor.close()
 
 
 def build_web_ui(
@@ -246,8 +232,10 @@ def build_web_ui(
     quick_start_md: str,
     *,
     env_factory: Callable[[], SQLEnvironment],
+    slots: SessionSlots,
+    idle_timeout_s: float | None,
 ) -> gr.Blocks:
-    """The "Play" tab (OpenEnv's ``gradio_builder`` signature, plus the env factory).
+    """The page (OpenEnv's ``gradio_builder`` signature, plus what the page needs).
 
     Args:
         web_manager: OpenEnv's shared web manager (unused: each visitor gets an env).
@@ -257,9 +245,11 @@ def build_web_ui(
         title: The page title.
         quick_start_md: OpenEnv's client snippet (unused: the README has ours).
         env_factory: Makes one environment; called once per browser session.
+        slots: The session slots shared with WebSocket clients.
+        idle_timeout_s: A visitor idle this long loses the environment and slot.
 
     Returns:
-        The tab's Blocks.
+        The page's Blocks.
     """
 
     def database_choices(split: str) -> gr.Dropdown:
@@ -271,41 +261,61 @@ def build_web_ui(
         return gr.Dropdown(choices=[ANY_DATABASE, *databases], value=ANY_DATABASE)
 
     def show(
-        env: SQLEnvironment,
+        visitor: Visitor,
         entries: list[str],
         observation: SQLObservation,
         new_episode: bool = False,
     ) -> tuple[Any, ...]:
         tables = observation.tables
         return (
-            env,
+            visitor,
             entries,
             question_markdown(observation),
             gr.Dropdown(choices=tables, value=tables[0] if tables else None)
             if new_episode
             else gr.skip(),
             transcript_html(entries),
-            status_markdown(observation, env.state.total_reward),
+            status_markdown(observation, visitor.env.state.total_reward),
             history_html(observation),
         )
 
     def failed(
-        env: SQLEnvironment | None, entries: list[str], message: str
+        visitor: Visitor | None, entries: list[str], message: str
     ) -> tuple[Any, ...]:
         entries = [*entries, step_html("Not done", SQLObservation(error=message))]
         skip = gr.skip()
-        return (env, entries, skip, skip, transcript_html(entries), skip, skip)
+        return (visitor, entries, skip, skip, transcript_html(entries), skip, skip)
 
-    def reset(
-        env: SQLEnvironment | None,
+    # Visitors by browser session, so a closed tab frees its slot at once
+    # (``unload``); one that just stops clicking frees it when its state expires.
+    present: dict[str, Visitor] = {}
+
+    def leave(request: gr.Request) -> None:
+        _close_visitor(present.pop(request.session_hash or "", None))
+
+    async def reset(
+        visitor: Visitor | None,
         entries: list[str],
         split: str,
         database: str,
         question_id: str,
         seed: str,
-        reward_mode: str,
+        reward_mode: RewardModeType,
+        request: gr.Request,
     ) -> tuple[Any, ...]:
-        env = env or env_factory()
+        if visitor is None:
+            visitor = Visitor.open(env_factory, slots)
+            if visitor is None:
+                return failed(
+                    None,
+                    entries,
+                    f"The server is at capacity ({slots.capacity} sessions in "
+                    "play); try again in a minute.",
+                )
+            for key in [k for k, v in present.items() if v.closed]:
+                del present[key]  # expired with their state
+            if request.session_hash:
+                present[request.session_hash] = visitor
         kwargs: dict[str, Any] = {"split": split, "reward_mode": reward_mode}
         if question_id.strip():
             kwargs["question_id"] = question_id.strip()
@@ -314,32 +324,35 @@ def build_web_ui(
         try:
             if seed.strip():
                 kwargs["seed"] = int(seed)
-            observation = env.reset(**kwargs)
+            observation = await visitor.env.reset_async(**kwargs)
         except ValueError as exc:
-            return failed(env, entries, str(exc))
-        entries = [step_html(f"New episode: {observation.question_id}", observation)]
-        return show(env, entries, observation, new_episode=True)
+            return failed(visitor, entries, str(exc))
+        entries = [
+            step_html(f"New episode: {observation.question_id}", observation, None)
+        ]
+        return show(visitor, entries, observation, new_episode=True)
 
-    def act(action_type: ActionType) -> Callable[..., tuple[Any, ...]]:
-        def run(
-            env: SQLEnvironment | None, entries: list[str], argument: str
+    def act(action_type: ActionType) -> Callable[..., Any]:
+        async def run(
+            visitor: Visitor | None, entries: list[str], argument: str
         ) -> tuple[Any, ...]:
-            if env is None:
-                return failed(env, entries, "Start an episode first (New episode).")
+            if visitor is None:
+                return failed(visitor, entries, "Start an episode first (New episode).")
             argument = argument or ""
-            observation = env.step(
+            observation = await visitor.env.step_async(
                 SQLAction(action_type=action_type, argument=argument)
             )
-            shown = " ".join(argument.split())
+            shown = " ".join(argument[:1000].split())
             shown = shown if len(shown) <= 200 else shown[:199] + "…"
             title = f"Step {observation.step_count}: {action_type} {shown}"
-            return show(env, [*entries, step_html(title, observation)], observation)
+            entry = step_html(title, observation, visitor.env.last_view)
+            return show(visitor, [*entries, entry], observation)
 
         return run
 
     with gr.Blocks(title=title) as blocks:
         env_state = gr.State(
-            None, time_to_live=SESSION_TTL_S, delete_callback=_close_env
+            None, time_to_live=idle_timeout_s, delete_callback=_close_visitor
         )
         entries_state = gr.State([])
         gr.Markdown(
@@ -415,6 +428,7 @@ def build_web_ui(
 
         shown = [env_state, entries_state, question, table, result, status, history]
         blocks.load(database_choices, inputs=split, outputs=database)
+        blocks.unload(leave)
         split.change(database_choices, inputs=split, outputs=database)
         reset_button.click(
             reset,
@@ -428,7 +442,8 @@ def build_web_ui(
                 reward_mode,
             ],
             outputs=shown,
-            **CONCURRENCY,
+            api_name="new_episode",
+            **EVENTS,
         )
         for button, action_type, argument in (
             (describe_button, "DESCRIBE", table),
@@ -440,6 +455,7 @@ def build_web_ui(
                 act(action_type),
                 inputs=[env_state, entries_state, argument],
                 outputs=shown,
-                **CONCURRENCY,
+                api_name=action_type.lower(),
+                **EVENTS,
             )
     return blocks

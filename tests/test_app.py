@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from sql_env import SQLEnvClient
 from sql_env.server.app import build_app
-from sql_env.server.question_bank import load_bank
+from sql_env.server.question_bank import bank_path, load_bank
 from tests.e2e.live_server import live_server
 
 CAPACITY = 64
@@ -65,8 +65,8 @@ def test_health_is_unhealthy_when_a_database_is_missing(
     tiny_data_dir: Path, tmp_path: Path
 ) -> None:
     broken = tmp_path / "data"
-    (broken / "databases").mkdir(parents=True)
-    (broken / "questions").symlink_to(tiny_data_dir / "questions")
+    (broken / "spider").mkdir(parents=True)
+    (broken / "spider" / "bank.sqlite").symlink_to(bank_path(tiny_data_dir))
     with TestClient(build_app(broken)) as test_client:
         response = test_client.get("/health")
     assert response.status_code == 503
@@ -119,11 +119,17 @@ def test_task_api_rejects_an_index_out_of_range(client: TestClient) -> None:
         pytest.param({"question_id": "spider/dev/999999"}, id="unknown-question"),
         pytest.param({"split": "test"}, id="unknown-split"),
         pytest.param({"split": "dev", "db_id": "nope"}, id="unknown-db"),
+        pytest.param({"split": "dev", "index": 1.5}, id="float-index"),
+        pytest.param({"question_id": ["spider/dev/0"]}, id="list-question-id"),
+        pytest.param({"db_id": ["a", "b"]}, id="list-db-id"),
+        pytest.param({"seed": "seven"}, id="text-seed"),
+        pytest.param({"reward_mode": 1}, id="number-reward-mode"),
+        pytest.param({"episode_id": "x" * 10_000}, id="huge-episode-id"),
     ],
 )
-def test_http_reset_with_a_bad_argument_is_a_400(client: TestClient, body) -> None:
+def test_http_reset_with_a_bad_argument_is_a_4xx(client: TestClient, body) -> None:
     response = client.post("/reset", json=body)
-    assert response.status_code == 400
+    assert response.status_code in (400, 422), response.text
     assert response.json()["detail"]
 
 

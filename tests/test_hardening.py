@@ -238,7 +238,7 @@ class Target:
         self.server = server
         self.data_dir = data_dir
         self.tmp = tmp
-        self.hashes = sha256_tree(data_dir / "databases")
+        self.hashes = sha256_tree(data_dir / "spider" / "databases")
         self.client = WireClient(server.ws_url)
 
     def reconnect(self) -> None:
@@ -272,7 +272,7 @@ def test_case_table_is_large_enough():
 @pytest.mark.parametrize(("action_type", "argument"), CASES)
 def test_attack_is_an_error_observation(target: Target, action_type, argument):
     argument = argument.replace("{tmp}", str(target.tmp)).replace(
-        "{databases}", str(target.data_dir / "databases")
+        "{databases}", str(target.data_dir / "spider" / "databases")
     )
     reset = target.client.reset(split="dev", db_id=DB_ID, seed=0)
     assert reset["type"] == "observation", reset
@@ -346,5 +346,5 @@ def test_server_and_session_survive(target: Target):
 
 
 def test_databases_unchanged_and_nothing_written(target: Target):
-    assert sha256_tree(target.data_dir / "databases") == target.hashes
+    assert sha256_tree(target.data_dir / "spider" / "databases") == target.hashes
     assert list(target.tmp.iterdir()) == []

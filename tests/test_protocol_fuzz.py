@@ -106,16 +106,29 @@ FRAMES = [
     case("query-before-reset", step("QUERY", "SELECT 1"), ERROR, OBS_ERROR),
     case("answer-before-reset", step("ANSWER", "[]"), ERROR, OBS_ERROR),
     # Big and odd frames.
+    # Frames over the guard's limit get FRAME_TOO_LARGE; the session goes on.
     case(
         "sql-10mb",
         step("QUERY", "SELECT " + "1+" * 5_000_000 + "1"),
-        OBS_ERROR,
+        ERROR,
         after_reset=True,
     ),
     case(
         "answer-10mb",
         step("ANSWER", json.dumps(["x" * 1000] * 10_000)),
-        OBSERVATION,
+        ERROR,
+        after_reset=True,
+    ),
+    case(
+        "answer-over-the-cap",
+        step("ANSWER", json.dumps(["x" * 1000] * 1_100)),
+        OBS_ERROR,
+        after_reset=True,
+    ),
+    case(
+        "sql-over-sqlite-limit",
+        step("QUERY", "SELECT " + "1+" * 60_000 + "1"),
+        OBS_ERROR,
         after_reset=True,
     ),
     case("table-1mb", step("DESCRIBE", "t" * 1_000_000), OBS_ERROR, after_reset=True),

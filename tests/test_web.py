@@ -4,8 +4,10 @@ The browser test needs Debian's ``chromium`` and ``chromium-driver`` (``make
 setup-browser``) and the ``selenium`` package; it downloads nothing.
 """
 
+import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ import pytest
 from sql_env.models import SQLObservation
 from sql_env.server import formatting
 from sql_env.server.question_bank import load_bank
-from sql_env.server.web_ui import parse_pipe_table, parse_schema, result_html
+from sql_env.server.web_ui import result_html, view_html
 from tests.e2e.live_server import live_server
 
 CHROMIUM_FLAGS = (
@@ -38,49 +40,39 @@ WAIT_S = 30
         pytest.param(["x"], [(None,), (2.5,), ("a|b",)], {}, id="null-float-pipe"),
         pytest.param(["i"], [(i,) for i in range(30)], {}, id="showing-20-of-30"),
         pytest.param(["i"], [(1,)], {"more_rows": True}, id="more-than"),
-        pytest.param(["id", "v"], [(1, "a")], {"total": 40}, id="sample-of-total"),
+        pytest.param(["id", "v"], [(1, "a")], {"row_count": 40}, id="sample-of-total"),
     ],
 )
-def test_parse_pipe_table_reads_render_table_back(
+def test_the_page_shows_the_cells_and_count_the_agent_reads(
     columns: list[str], rows: list[tuple], kwargs: dict
 ) -> None:
-    text = formatting.render_table(columns, rows, **kwargs)
-    table = parse_pipe_table(text)
-    assert table is not None
-    assert table.columns == columns
-    shown = [[formatting.cell_text(v) for v in row] for row in rows][: len(table.rows)]
-    assert table.rows == shown
-    assert table.footer == text.splitlines()[-1]
+    view = formatting.table_view(columns, rows, **kwargs)
+    page = view_html(view)
+    text_lines = formatting.render_table(view).splitlines()
+    assert page.count("<tr>") == len(text_lines) - 1  # header + rows, no count line
+    assert page.count("<th>") == len(columns)
+    assert f"({view.count_text()})" == text_lines[-1]
+    assert view.count_text() in page
 
 
-def test_parse_schema_reads_every_describe_of_the_tiny_bank_back(
-    tiny_data_dir: Path,
-) -> None:
+def test_every_describe_of_the_tiny_bank_is_one_table(tiny_data_dir: Path) -> None:
     bank = load_bank(tiny_data_dir)
     for schema in bank.schemas.values():
         for table in schema.tables:
-            parsed = parse_schema(formatting.render_schema(table))
-            assert parsed is not None, table
-            _, columns, foreign_keys = parsed
-            assert [row[0] for row in columns.rows] == [c.name for c in table.columns]
-            assert len(foreign_keys) == len(table.foreign_keys)
+            page = view_html(table)
+            assert page.count("<tr>") == len(table.columns) + 1, table.name
+            assert page.count("<li>") == len(table.foreign_keys), table.name
+            assert "- " not in page
 
 
 def test_result_html_escapes_cells_and_errors() -> None:
+    view = formatting.table_view(["<b>"], [("<script>x</script>",)])
     observation = SQLObservation(
-        result=formatting.render_table(["<b>"], [("<script>x</script>",)]),
-        error="<img src=x>",
+        result=formatting.render_table(view), error="<img src=x>"
     )
-    page = result_html(observation)
+    page = result_html(observation, view)
     assert "<script>" not in page and "<img" not in page
     assert "&lt;script&gt;" in page and "<table>" in page
-
-
-def test_result_html_shows_a_whole_describe_as_one_table(tiny_data_dir: Path) -> None:
-    table = load_bank(tiny_data_dir).schema("shop").find("customer")
-    page = result_html(SQLObservation(result=formatting.render_schema(table)))
-    assert page.count("<tr>") == len(table.columns) + 1
-    assert "- " not in page
 
 
 def _chrome():
@@ -195,3 +187,125 @@ def test_web_page_plays_an_episode_to_a_correct_answer_in_chromium(
     assert value == str(question.gold_rows[0][0])
     assert "ended: answered" in page
     assert screenshot.stat().st_size > 10_000
+
+
+# ------------------------------------------------- visitors, through the server
+
+LIKE_BOMB = (
+    "WITH t(v, p) AS (SELECT replace(hex(zeroblob(49999)), '0', 'a'), "
+    "'%' || replace(hex(zeroblob(499)), '0', 'a') || 'b') SELECT "
+    + ", ".join(["v LIKE p"] * 400)
+    + " FROM t"
+)
+
+
+@pytest.fixture(scope="module")
+def web_server(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    settings = {
+        "ENABLE_WEB_INTERFACE": "true",
+        "MAX_CONCURRENT_ENVS": "2",
+        "SQLENV_QUERY_TIMEOUT_S": "1",
+    }
+    log = tmp_path_factory.mktemp("web") / "server.log"
+    with live_server(tiny_data_dir, log, **settings) as url:
+        yield url
+
+
+def visitor(url: str):
+    from gradio_client import Client
+
+    return Client(f"{url}/web/", verbose=False, analytics_enabled=False)
+
+
+def new_episode(client, question_id: str) -> tuple:
+    return client.predict(
+        "dev", "(any database)", question_id, "", "binary", api_name="/new_episode"
+    )
+
+
+@pytest.mark.slow
+def test_the_shared_environment_routes_are_not_served(web_server: str) -> None:
+    import requests
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    for method, path in (("post", "/web/step"), ("post", "/web/reset")):
+        response = getattr(requests, method)(f"{web_server}{path}", json={}, timeout=30)
+        assert response.status_code in (404, 405), (path, response.status_code)
+    state = requests.get(f"{web_server}/web/state", timeout=30)
+    assert "episode_id" not in state.text
+    with pytest.raises(InvalidStatus):
+        connect(web_server.replace("http", "ws") + "/ws/ui", open_timeout=30)
+
+
+@pytest.mark.slow
+def test_each_visitor_plays_their_own_episode(
+    web_server: str, tiny_data_dir: Path
+) -> None:
+    ann, bob = visitor(web_server), visitor(web_server)
+    try:
+        first = new_episode(ann, "spider/dev/0")
+        second = new_episode(bob, "spider/dev/1")
+        assert "How many customers" in first[0]
+        assert "France" in second[0]
+        outcome = ann.predict("6", api_name="/answer")
+        assert "Correct answer" in outcome[2] and "**reward** 1" in outcome[3]
+        untouched = bob.predict("customer", api_name="/describe")
+        assert "**Step** 1" in untouched[3] and "Correct" not in untouched[2]
+    finally:
+        ann.close()
+        bob.close()
+
+
+def ws_reply(url: str) -> dict:
+    """The first frame a new /ws socket receives after a reset."""
+    from websockets.sync.client import connect
+
+    with connect(url.replace("http", "ws") + "/ws", open_timeout=30) as ws:
+        try:
+            ws.send(json.dumps({"type": "reset", "data": {"split": "dev"}}))
+        except Exception:  # noqa: BLE001 - a refused socket may close first
+            pass
+        return json.loads(ws.recv(timeout=30))
+
+
+@pytest.mark.slow
+def test_visitors_take_session_slots_and_a_slow_one_holds_up_no_one(
+    tiny_data_dir: Path, tmp_path: Path
+) -> None:
+    settings = {
+        "ENABLE_WEB_INTERFACE": "true",
+        "MAX_CONCURRENT_ENVS": "2",
+        "SQLENV_QUERY_TIMEOUT_S": "1",
+        "SESSION_TIMEOUT_S": "3",
+    }
+    with live_server(tiny_data_dir, tmp_path / "server.log", **settings) as url:
+        play_two_visitors_on_two_slots(url)
+
+
+def play_two_visitors_on_two_slots(web_server: str) -> None:
+    slow, quick = visitor(web_server), visitor(web_server)
+    try:
+        new_episode(slow, "spider/dev/0")
+        new_episode(quick, "spider/dev/0")
+        # Both slots are taken by visitors: a WebSocket client is refused.
+        refusal = ws_reply(web_server)
+        assert refusal["data"]["code"] == "CAPACITY_REACHED", refusal
+        late = visitor(web_server)
+        try:
+            assert "at capacity" in new_episode(late, "spider/dev/0")[2]
+        finally:
+            late.close()
+        pending = slow.submit(LIKE_BOMB, api_name="/query")
+        outcome = quick.predict("customer", api_name="/describe")
+        assert "Table customer" in outcome[2]
+        assert not pending.done()  # the slow visitor's query is still running
+        assert "ran longer than" in pending.result(timeout=60)[2]
+    finally:
+        slow.close()
+        quick.close()
+    # Idle visitors lose their environments and slots: a socket gets in again.
+    deadline = time.monotonic() + 120
+    while ws_reply(web_server)["type"] != "observation":
+        assert time.monotonic() < deadline, "idle visitors kept their slots"
+        time.sleep(0.5)
