@@ -493,7 +493,9 @@ def resolve_data_dir(args: BenchArgs) -> Path:
 
 
 def db_path(data_dir: Path, db_id: str) -> Path:
-    return data_dir / "databases" / db_id / f"{db_id}.sqlite"
+    from sql_env.server.question_bank import database_path
+
+    return database_path(data_dir, "spider", db_id)
 
 
 # --------------------------------------------------------------------------
