@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import sql_env
+from sql_env.server.verifier import Gold, prepare_gold
 
 DEFAULT_DATA_DIR = Path(sql_env.__file__).resolve().parent / "data"
 SPLITS = ("train", "dev")
@@ -135,6 +136,7 @@ class QuestionBank:
         self.data_dir = data_dir
         self.schemas = schemas
         self._questions = {q.id: q for q in questions}
+        self._golds: dict[str, Gold] = {}
         self._eligible: dict[str, list[Question]] = {s: [] for s in SPLITS}
         self._db_split: dict[str, str] = {}
         for q in self._questions.values():
@@ -156,6 +158,14 @@ class QuestionBank:
             KeyError: No such question.
         """
         return self._questions[question_id]
+
+    def gold(self, question: Question) -> Gold:
+        """The question's gold result, normalised on first use and kept."""
+        gold = self._golds.get(question.id)
+        if gold is None:
+            gold = prepare_gold(question.gold_rows, question.order_matters)
+            self._golds[question.id] = gold
+        return gold
 
     def all(self, split: str) -> list[Question]:
         """Every question of a split in id order, excluded ones included."""

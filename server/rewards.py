@@ -17,7 +17,7 @@ Bounds with the defaults (budget 15): a correct episode returns at least
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from sql_env.server.verifier import cell_f1, results_match
+from sql_env.server.verifier import Gold, cell_f1, rows_match
 
 RewardMode = Literal["binary", "shaped"]
 REWARD_MODES: tuple[RewardMode, ...] = ("binary", "shaped")
@@ -26,22 +26,21 @@ PROGRESS_WEIGHT = 0.2
 STEP_COST = 0.01
 
 
-def closeness(
-    rows: Sequence[Sequence[Any]],
-    gold_rows: Sequence[tuple[Any, ...]],
-    order_matters: bool,
-    rel_tol: float,
-) -> float:
+def closeness(rows: Sequence[Sequence[Any]], gold: Gold) -> float:
     """Potential of a QUERY result: 1.0 if it is the gold result, else 0.9 * F1.
 
-    >>> closeness([[6]], [(6,)], False, 0.01)
-    1.0
-    >>> closeness([[5]], [(6,)], False, 0.01)
-    0.0
+    In [0, 1] and never raises. Bounded cost for any result and any gold:
+    linear in the cells of both, plus at most ``verifier.MAX_WORK`` matching
+    steps.
+
+    >>> from sql_env.server.verifier import prepare_gold
+    >>> gold = prepare_gold([(6,)], order_matters=False)
+    >>> closeness([[6]], gold), closeness([[5]], gold), closeness([[6], [5]], gold)
+    (1.0, 0.0, 0.6)
     """
-    if results_match(rows, gold_rows, order_matters, rel_tol):
+    if rows_match(rows, gold):
         return 1.0
-    return 0.9 * cell_f1(rows, gold_rows)
+    return 0.9 * cell_f1(rows, gold)
 
 
 def step_reward(

@@ -31,7 +31,7 @@ from sql_env.server.question_bank import (
     load_bank,
 )
 from sql_env.server.sandbox import QUERY_TIMEOUT_S, Sandbox, is_utf8
-from sql_env.server.verifier import DEFAULT_REL_TOL, answer_matches
+from sql_env.server.verifier import check_answer
 
 logger = logging.getLogger(__name__)
 
@@ -108,8 +108,8 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
     the episode. Any action after the end returns an error saying to reset.
 
     ## Arguments
-    ``SQLEnvironment(data_dir, max_steps=15, query_timeout_s=5.0,
-    tolerance=0.01)``; ``reset(seed, episode_id, question_id, split="train",
+    ``SQLEnvironment(data_dir, max_steps=15, query_timeout_s=5.0)``;
+    ``reset(seed, episode_id, question_id, split="train",
     db_id, reward_mode="binary", hardness, index)``.
 
     ## Version history
@@ -124,7 +124,6 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
         *,
         max_steps: int = MAX_STEPS,
         query_timeout_s: float = QUERY_TIMEOUT_S,
-        tolerance: float = DEFAULT_REL_TOL,
     ) -> None:
         super().__init__()
         if max_steps < 1:
@@ -132,7 +131,6 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
         self._bank: QuestionBank = load_bank(Path(data_dir or DEFAULT_DATA_DIR))
         self.max_steps = max_steps
         self.query_timeout_s = query_timeout_s
-        self.tolerance = tolerance
         self._rng = random.Random()
         self._question: Question | None = None
         self._sandbox: Sandbox | None = None
@@ -323,14 +321,11 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
                     result, potential = self._query(action.argument, question)
                 case "ANSWER":
                     answered = True
-                    correct = answer_matches(
-                        action.argument,
-                        question.gold_rows,
-                        question.order_matters,
-                        self.tolerance,
-                    )
+                    verdict = check_answer(action.argument, self._bank.gold(question))
+                    correct = verdict.correct
                     result = (
-                        f"Answer submitted: {'correct' if correct else 'incorrect'}."
+                        f"Answer submitted: {'correct' if correct else 'incorrect'} "
+                        f"({verdict.reading})."
                     )
         except SQLEnvError as exc:
             error = str(exc)
@@ -390,9 +385,7 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
         )
         potential = self._potential
         if self._episode.reward_mode == "shaped":
-            potential = rewards.closeness(
-                result.rows, question.gold_rows, question.order_matters, self.tolerance
-            )
+            potential = rewards.closeness(result.rows, self._bank.gold(question))
         return text, potential
 
     def _sandbox_or_fail(self) -> Sandbox:
