@@ -168,6 +168,8 @@ def gold_key(value: Any) -> Key:
         if value.bit_length() > 14_000:
             return ("unmatchable integer",)
     cell = read_value(value)
+    if cell == OTHER_KEY:  # a list or object: no answer cell may match it
+        return ("unmatchable value",)
     return cell[:4] if cell[0] == NUMBER else cell
 
 
@@ -207,9 +209,9 @@ def significant(cell: Cell, digits: int) -> Key:
             and (rest[1:].strip("0") or kept[-1] in "13579")
         ):
             kept = str(int(kept) + 1)  # 999 carries into a new digit: 1000
-        stripped = kept.rstrip("0")
-        exponent += len(kept) - len(stripped)
-        kept = stripped
+    stripped = kept.rstrip("0")
+    exponent += len(kept) - len(stripped)
+    kept = stripped
     if not kept:
         return (FLOAT, False, "", 0)
     return (FLOAT, negative, kept, exponent)

@@ -17,7 +17,7 @@ Bounds with the defaults (budget 15): a correct episode returns at least
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from sql_env.server.verifier import Gold, cell_f1, rows_match
+from sql_env.server.verifier import Gold, cell_f1, read_result, rows_match
 
 RewardMode = Literal["binary", "shaped"]
 REWARD_MODES: tuple[RewardMode, ...] = ("binary", "shaped")
@@ -38,9 +38,10 @@ def closeness(rows: Sequence[Sequence[Any]], gold: Gold) -> float:
     >>> closeness([[6]], gold), closeness([[5]], gold), closeness([[6], [5]], gold)
     (1.0, 0.0, 0.6)
     """
-    if rows_match(rows, gold):
+    table = read_result(rows)
+    if rows_match(table, gold):
         return 1.0
-    return 0.9 * cell_f1(rows, gold)
+    return 0.9 * cell_f1(table, gold)
 
 
 def step_reward(

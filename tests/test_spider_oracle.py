@@ -9,7 +9,7 @@ from sql_env.models import SQLAction
 from sql_env.server.answer_reading import gold_key
 from sql_env.server.question_bank import Question, load_bank
 from sql_env.server.sql_environment import SQLEnvironment
-from sql_env.server.verifier import prepare_gold, rows_match
+from sql_env.server.verifier import prepare_gold, read_result, rows_match
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +54,7 @@ def perturbations(question: Question) -> dict[str, list[list]]:
         out["row-dropped"] = rows[: unique[-1]] + rows[unique[-1] + 1 :]
     if question.order_matters:
         for k in range(1, len(rows)):
-            if not rows_match([rows[k]], prepare_gold([rows[0]], False)):
+            if not rows_match(read_result([rows[k]]), prepare_gold([rows[0]], False)):
                 swapped = rows[:]
                 swapped[0], swapped[k] = swapped[k], swapped[0]
                 out["order-swapped"] = swapped

@@ -1,6 +1,7 @@
 """Answer checking: right answers pay, wrong ones never do, nothing raises."""
 
 import dataclasses
+import itertools
 import json
 import pickle
 import random
@@ -9,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sql_env.server import execution_match, verifier
 from sql_env.server.answer_reading import MAX_ANSWER_CHARS, number_key
 from sql_env.server.verifier import (
     Gold,
@@ -18,6 +20,7 @@ from sql_env.server.verifier import (
     check_answer,
     is_degenerate,
     prepare_gold,
+    read_result,
     rows_match,
     spider_execution_match,
 )
@@ -527,16 +530,17 @@ def test_wide_gold_of_identical_float_columns_is_checked(
 
 def test_rows_match_reads_query_results_like_answers() -> None:
     gold = prepare_gold([("Ann", 19.6253)], order_matters=False)
-    assert rows_match([(19.63, "ann")], gold)
-    assert not rows_match([("Ann", 19.6)], gold)
-    assert not rows_match([("Ann", 19.6253)], prepare_gold([], False))
+    assert rows_match(read_result([(19.63, "ann")]), gold)
+    assert not rows_match(read_result([("Ann", 19.6)]), gold)
+    assert not rows_match(read_result([("Ann", 19.6253)]), prepare_gold([], False))
 
 
 def test_cell_f1_rises_with_overlap() -> None:
     gold = prepare_gold([("a", 1), ("b", 2)], order_matters=False)
-    assert cell_f1([], gold) == 0.0
-    assert 0 < cell_f1([["a"]], gold) < cell_f1([["a", 1]], gold) < 1.0
-    assert cell_f1([[2, "b"], [1.0, "a"]], gold) == 1.0
+    assert cell_f1(read_result([]), gold) == 0.0
+    one, two = read_result([["a"]]), read_result([["a", 1]])
+    assert 0 < cell_f1(one, gold) < cell_f1(two, gold) < 1.0
+    assert cell_f1(read_result([[2, "b"], [1.0, "a"]]), gold) == 1.0
 
 
 def test_is_degenerate() -> None:
@@ -717,3 +721,88 @@ def test_spider_rule_on_wide_identical_columns_is_bounded(
     else:
         predicted[0][0], predicted[1][0] = predicted[1][0], predicted[0][0]
     assert spider_execution_match(predicted, gold, False) is expected
+
+
+def parity_rows(width: int, parity: int) -> list[tuple[int, ...]]:
+    """0/1 rows of one parity: every projection on fewer columns looks the same."""
+    rows = itertools.product([0, 1], repeat=width)
+    return [r for r in rows if sum(r) % 2 == parity]
+
+
+def test_a_search_past_its_budget_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
+    gold = prepare_gold(parity_rows(9, 0), order_matters=False)
+    assert not check_answer(json.dumps(parity_rows(9, 1)), gold).correct
+    staircase = [tuple(range(k, k + 9)) for k in range(256)]
+    gold = prepare_gold(staircase, order_matters=False)
+    permuted = json.dumps([row[::-1] for row in staircase])  # found by the search
+    assert check_answer(permuted, gold).correct
+    monkeypatch.setattr(verifier, "MAX_WORK", 0)
+    monkeypatch.setattr(verifier, "WORK_PER_CELL", 1)
+    verdict = check_answer(permuted, gold)
+    assert not verdict.correct and verdict.reading == "read as 256 rows x 9 columns"
+
+
+def test_the_spider_rule_answers_false_past_its_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gold = [tuple(range(k, k + 6)) for k in range(50)]
+    predicted = [row[::-1] for row in gold]
+    assert spider_execution_match(predicted, gold, False)
+    monkeypatch.setattr(execution_match, "MAX_SPIDER_WORK", 10)
+    assert not spider_execution_match(predicted, gold, False)
+
+
+GOLD_VALUES = st.one_of(
+    st.none(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(min_value=-1e9, max_value=1e9, allow_nan=False, allow_subnormal=False),
+    st.text(alphabet="abcXYZ 019.,-", max_size=8),
+)
+
+
+@st.composite
+def gold_and_answers(
+    draw: st.DrawFn,
+) -> tuple[list[tuple], bool, list[list], list[list]]:
+    """A gold table, a right way of writing it, and a wrong one (one cell changed)."""
+    width = draw(st.integers(1, 4))
+    rows = draw(
+        st.lists(st.tuples(*[GOLD_VALUES] * width), min_size=1, max_size=6).filter(
+            lambda rs: not is_degenerate(rs)
+        )
+    )
+    ordered = draw(st.booleans())
+    places = draw(st.integers(2, 8))
+    order = draw(st.permutations(range(width)))
+
+    def written(value: object) -> object:
+        if isinstance(value, float):
+            return round(value, places)
+        if isinstance(value, str):
+            return draw(st.sampled_from([value, value.upper(), f" {value} "]))
+        return value
+
+    right = [[written(row[j]) for j in order] for row in rows]
+    if not ordered:
+        right = draw(st.permutations(right))
+    wrong = [list(row) for row in rows]
+    r, c = draw(st.integers(0, len(rows) - 1)), draw(st.integers(0, width - 1))
+    value = wrong[r][c]
+    if isinstance(value, bool | int):
+        wrong[r][c] = value + 1
+    elif isinstance(value, float):
+        wrong[r][c] = value + 1.0
+    else:
+        wrong[r][c] = "zz" if value is None else f"{value}zz"
+    return rows, ordered, list(right), wrong
+
+
+@settings(max_examples=500, deadline=None, database=None)
+@given(case=gold_and_answers())
+def test_rewritten_gold_is_paid_and_a_changed_cell_is_not(
+    case: tuple[list[tuple], bool, list[list], list[list]],
+) -> None:
+    rows, ordered, right, wrong = case
+    gold = prepare_gold(rows, ordered)
+    assert check_answer(json.dumps(right), gold).correct
+    assert not check_answer(json.dumps(wrong), gold).correct
