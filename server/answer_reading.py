@@ -22,14 +22,13 @@ and ``(FLOAT, ...)`` the same for a gold REAL at 15 significant digits.
 """
 
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-MAX_ANSWER_CHARS = (
-    16_000_000  # the engine caps ANSWER near 1 MB; this guards direct callers
-)
+MAX_ANSWER_CHARS = 16_000_000  # the engine caps ANSWER near 1 MB; this guards callers
 FLOAT_DIGITS = 15  # digits of a double that survive any summation order
 MAX_EXPONENT_DIGITS = 9  # "1e99999999999" reads as text: no value is that large
 
@@ -133,8 +132,13 @@ def read_value(value: Any) -> Cell:
         return read_text(value)
     if isinstance(value, bool):
         return read_text(str(int(value)))
-    if isinstance(value, int | float):
-        return read_text(_int_text(value) if isinstance(value, int) else repr(value))
+    if isinstance(value, float):
+        return read_text(repr(value))
+    if isinstance(value, int):
+        try:
+            return read_text(str(value))
+        except ValueError:  # past Python's 4,300-digit conversion limit
+            return OTHER_KEY
     if isinstance(value, bytes):
         return read_text(value.decode("utf-8", errors="replace"))
     if isinstance(value, list | tuple | dict):
@@ -143,13 +147,6 @@ def read_value(value: Any) -> Cell:
         return read_text(str(value))
     except Exception:  # an arbitrary object's __str__ may fail
         return OTHER_KEY
-
-
-def _int_text(value: int) -> str:
-    try:
-        return str(value)
-    except ValueError:  # beyond Python's 4,300-digit conversion limit
-        return "unreadable integer"
 
 
 def gold_key(value: Any) -> Key:
@@ -162,13 +159,10 @@ def gold_key(value: Any) -> Key:
     >>> gold_key(19.625300000000003), gold_key(2), gold_key(" x ")
     (('float', False, '196253', -4), ('number', False, '2', 0), ('text', 'x'))
     """
-    if isinstance(value, float) and value == value and abs(value) != float("inf"):
+    if isinstance(value, float) and math.isfinite(value):
         return float_key(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value.bit_length() > 14_000:
-            return ("unmatchable integer",)
     cell = read_value(value)
-    if cell == OTHER_KEY:  # a list or object: no answer cell may match it
+    if cell == OTHER_KEY:  # a list, an object, an endless integer: nothing matches
         return ("unmatchable value",)
     return cell[:4] if cell[0] == NUMBER else cell
 
@@ -331,8 +325,10 @@ def _readings(parsed: Any, suffix: str) -> AnswerReading:
     reader = _CellReader()
     if isinstance(parsed, dict):
         rows = parsed.get("rows")
-        items = rows if isinstance(rows, list) else [parsed]
-        return _rows_reading(items, suffix, reader)
+        parsed = rows if isinstance(rows, list) else [parsed]
+        if not parsed:
+            return AnswerReading(((),), "read as an empty list")
+        return _rows_reading(parsed, suffix, reader)
     if not isinstance(parsed, list):
         return AnswerReading((((reader.cell(parsed),),),), "read as one value")
     if not parsed:

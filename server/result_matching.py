@@ -162,9 +162,14 @@ class GoldTable:
         return any(search.finds_order(listing) for listing in listings)
 
 
+def _exact(cell: Cell) -> Key:
+    """The key an answer cell equals exactly (a number without its decimals)."""
+    return cell[:4] if cell[0] == NUMBER else cell
+
+
 def _equal_as_written(table: Table, listings: list[GoldListing], ordered: bool) -> bool:
     """The common case, checked first: exact values, columns in the gold order."""
-    rows = tuple(tuple(c[:4] if c[0] == NUMBER else c for c in row) for row in table)
+    rows = tuple(tuple(map(_exact, row)) for row in table)
     if ordered:
         return any(rows == listing.rows for listing in listings)
     counts = Counter(rows)
@@ -205,9 +210,9 @@ Candidate = Key | Choices
 
 def candidates(cell: Cell, column: GoldColumn, budget: Budget) -> Candidate | None:
     """The keys of a gold column that one answer cell matches: one, several or none."""
+    exact = _exact(cell)
     if cell[0] != NUMBER:
         return cell if cell in column.keys else None
-    exact = cell[:4]
     listed = [exact] if exact in column.keys else []
     lo = hi = 0
     if column.float_keys:
@@ -315,6 +320,7 @@ class _ColumnSearch:
             classes.setdefault(tuple(row[j] for row in table), j) for j in range(width)
         ]
         self.members = Counter(self.answer_class)
+        self.classes = sorted(self.members)
         self.previous_same = []
         last: dict[int, int] = {}
         for i, c in enumerate(gold.column_class):
@@ -322,6 +328,7 @@ class _ColumnSearch:
             last[c] = i
         self._candidates: dict[tuple[int, int], list[Candidate] | None] = {}
         self._singletons: dict[tuple[int, int], Counter[Key]] = {}
+        self._signatures: dict[frozenset[tuple[Key, int]], list[int]] | None = None
 
     def candidates(self, answer_class: int, gold_column: int) -> list[Candidate] | None:
         """Per row, the candidates of an answer column in a gold column (memoised)."""
@@ -360,14 +367,15 @@ class _ColumnSearch:
         width = len(self.gold.columns)
         remaining = dict(self.members)
         assign: list[int] = []
-        options = [self._options(0)]
+        options = [self._options(0, listing)]
         while options:
-            if not options[-1]:
+            choice = next(options[-1], None)
+            if choice is None:
                 options.pop()
                 if assign:
                     remaining[assign.pop()] += 1
                 continue
-            choice = options[-1].pop(0)
+            self.budget.charge(1)
             position = len(assign)
             previous = self.previous_same[position]
             if remaining[choice] == 0 or (previous >= 0 and choice < assign[previous]):
@@ -380,14 +388,34 @@ class _ColumnSearch:
                 continue
             assign.append(choice)
             remaining[choice] -= 1
-            options.append(self._options(position + 1))
+            options.append(self._options(position + 1, listing))
         return False
 
-    def _options(self, position: int) -> list[int]:
-        """Answer column classes for a gold position: its own column's first."""
-        self.budget.charge(len(self.members))
+    def _options(self, position: int, listing: GoldListing) -> Iterator[int]:
+        """Answer column classes for a gold position: its own column's first.
+
+        A gold column without REALs is matched only by answer columns holding
+        exactly its values, which a signature lookup finds without trying the
+        others: wide results cost linear, not quadratic, time.
+        """
         own = self.answer_class[position]
-        return [own] + sorted(c for c in self.members if c != own)
+        classes: Sequence[int] = self.classes
+        if not self.gold.columns[position].float_keys:
+            counts = listing.column_counts[position]
+            self.budget.charge(len(counts))
+            classes = self._by_signature().get(frozenset(counts.items()), [])
+        first = [own] if own in classes else []
+        return itertools.chain(first, (c for c in classes if c != own))
+
+    def _by_signature(self) -> dict[frozenset[tuple[Key, int]], list[int]]:
+        """Answer column classes by the multiset of their exact values (memoised)."""
+        if self._signatures is None:
+            self.budget.charge(len(self.table) * len(self.classes))
+            self._signatures = defaultdict(list)
+            for c in self.classes:
+                values = Counter(_exact(row[c]) for row in self.table)
+                self._signatures[frozenset(values.items())].append(c)
+        return self._signatures
 
     def _rows_match(self, assign: list[int], listing: GoldListing) -> bool:
         columns = [self.candidates(c, i) for i, c in enumerate(assign)]

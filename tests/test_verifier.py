@@ -413,6 +413,9 @@ HOSTILE = [
     "[" * 100_000,
     "{" * 100_000,
     '{"rows": 5}',
+    '{"rows": []}',
+    "[[]]",
+    "{}",
     '{"rows": [1, [2], {"a": null}]}',
     "1" * 5000,
     "-" + "9" * 309,
@@ -462,15 +465,21 @@ def _json_text(value: object) -> str:
         return value  # a literal number, possibly far past a double's range
     if isinstance(value, list):
         return "[" + ", ".join(_json_text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = (f"{json.dumps(k)}: {_json_text(v)}" for k, v in value.items())
+        return "{" + ", ".join(items) + "}"
     return json.dumps(value)
+
+
+def _containers(inner: st.SearchStrategy) -> st.SearchStrategy:
+    keys = st.sampled_from(["rows", "a", "b"])
+    return st.lists(inner, max_size=6) | st.dictionaries(keys, inner, max_size=3)
 
 
 ANSWERS = st.one_of(
     st.text(),
     st.text(alphabet='0123456789,.$%eE+- \n[]{}"nul'),
-    st.recursive(CELLS, lambda inner: st.lists(inner, max_size=6), max_leaves=40).map(
-        _json_text
-    ),
+    st.recursive(CELLS, _containers, max_leaves=40).map(_json_text),
 )
 
 
