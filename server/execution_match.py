@@ -32,6 +32,8 @@ from collections.abc import Sequence
 from itertools import chain
 from typing import Any
 
+from sql_env.server.result_matching import Budget, OutOfWork
+
 MAX_SPIDER_WORK = 2_000_000  # row steps of the column-order search
 
 Rows = list[tuple[Any, ...]]
@@ -76,7 +78,10 @@ def spider_execution_match(
         return Counter(zip(*gold_rows, strict=True)) == Counter(
             zip(*predicted_rows, strict=True)
         )
-    return _some_column_order_matches(gold_rows, predicted_rows, width)
+    try:
+        return _some_column_order_matches(gold_rows, predicted_rows, width)
+    except OutOfWork:
+        return False
 
 
 def bird_execution_match(
@@ -119,17 +124,6 @@ def _same_sorted_rows(gold: Rows, predicted: Rows, order_matters: bool) -> bool:
 
 def _sorted_values(row: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(sorted(row, key=lambda value: str(value) + str(type(value))))
-
-
-class _Budget:
-    __slots__ = ("left",)
-
-    def __init__(self, left: int) -> None:
-        self.left = left
-
-    def spend(self, units: int) -> bool:
-        self.left -= units
-        return self.left >= 0
 
 
 def _some_column_order_matches(gold: Rows, predicted: Rows, width: int) -> bool:
@@ -176,7 +170,7 @@ def _some_column_order_matches(gold: Rows, predicted: Rows, width: int) -> bool:
         classes = sorted({predicted_class[j] for j in same})
         fitting.append(classes)
     remaining = Counter(predicted_class)
-    budget = _Budget(MAX_SPIDER_WORK)
+    budget = Budget(MAX_SPIDER_WORK)
 
     def options(depth: int, assign: list[int]) -> list[int]:
         previous = previous_same[depth]
@@ -197,8 +191,7 @@ def _some_column_order_matches(gold: Rows, predicted: Rows, width: int) -> bool:
             continue
         choice = stack[-1].pop(0)
         depth = len(assign)
-        if not budget.spend(n):
-            return False
+        budget.charge(n)
         layer = _extend(predicted_ids[-1], predicted_columns[choice], ids)
         if layer is None or Counter(layer) != gold_counts[depth]:
             continue
