@@ -28,7 +28,7 @@ Bounded time, for any gold and any answer: reading is linear in the text
 (refused unread past ``MAX_ANSWER_CHARS``); comparing takes at most
 ``MAX_WORK + WORK_PER_CELL * cells`` steps, a step being one cell looked up,
 one column order tried or one pairing of rows considered, after which the
-answer is refused. Real answers use 4 to 20 steps a cell; only adversarial
+answer is refused. Real answers use 4 to 10 steps a cell; only adversarial
 shapes reach the cap (many columns agreeing on every partial projection, or
 dense REAL columns written at mixed precisions), and docs/reward.md gives
 the times measured there.
@@ -79,7 +79,7 @@ __all__ = [
 ]
 
 MAX_WORK = 200_000  # comparison steps any answer may use, plus WORK_PER_CELL each
-WORK_PER_CELL = 50  # real answers use 4-20 per cell; a search past this is refused
+WORK_PER_CELL = 50  # real answers use 4-10 per cell; a search past this is refused
 
 
 @dataclass(frozen=True, slots=True)
