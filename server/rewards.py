@@ -17,12 +17,7 @@ Bounds with the defaults (budget 15): a correct episode returns at least
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from sql_env.server.verifier import (
-    DEFAULT_REL_TOL,
-    Gold,
-    cell_f1,
-    results_match,
-)
+from sql_env.server.verifier import Gold, cell_f1, read_result, rows_match
 
 RewardMode = Literal["binary", "shaped"]
 REWARD_MODES: tuple[RewardMode, ...] = ("binary", "shaped")
@@ -34,15 +29,19 @@ STEP_COST = 0.01
 def closeness(rows: Sequence[Sequence[Any]], gold: Gold) -> float:
     """Potential of a QUERY result: 1.0 if it is the gold result, else 0.9 * F1.
 
+    In [0, 1] and never raises. Bounded cost for any result and any gold:
+    linear in the cells of both, plus at most ``verifier.MAX_WORK`` matching
+    steps.
+
     >>> from sql_env.server.verifier import prepare_gold
-    >>> closeness([[6]], prepare_gold([(6,)], False))
-    1.0
-    >>> closeness([[5]], prepare_gold([(6,)], False))
-    0.0
+    >>> gold = prepare_gold([(6,)], order_matters=False)
+    >>> closeness([[6]], gold), closeness([[5]], gold), closeness([[6], [5]], gold)
+    (1.0, 0.0, 0.6)
     """
-    if results_match(rows, gold.rows, gold.order_matters, DEFAULT_REL_TOL):
+    table = read_result(rows)
+    if rows_match(table, gold):
         return 1.0
-    return 0.9 * cell_f1(rows, gold.rows)
+    return 0.9 * cell_f1(table, gold)
 
 
 def step_reward(

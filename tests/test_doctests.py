@@ -7,6 +7,9 @@ import pytest
 
 MODULES = [
     "sql_env.server.verifier",
+    "sql_env.server.answer_reading",
+    "sql_env.server.execution_match",
+    "sql_env.server.result_matching",
     "sql_env.server.rewards",
     "sql_env.server.formatting",
     "sql_env.server.sql_analysis",

@@ -4,6 +4,8 @@ import itertools
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sql_env.server.rewards import (
     PROGRESS_WEIGHT,
@@ -79,17 +81,79 @@ def test_correct_answer_always_dominates() -> None:
     assert worst_correct > best_other
 
 
+NAMES = [("Ann",), ("Cleo",)]
+
+
 @pytest.mark.parametrize(
-    ("rows", "expected"),
-    [([["Ann"], ["Cleo"]], 1.0), ([["Ann"]], 0.6), ([["Zed"]], 0.0), ([], 0.0)],
+    ("rows", "gold", "order_matters", "expected"),
+    [
+        pytest.param([["Ann"], ["Cleo"]], NAMES, False, 1.0, id="gold-result"),
+        pytest.param([["cleo"], ["ann "]], NAMES, False, 1.0, id="compared-as-answers"),
+        pytest.param([["Ann"]], NAMES, False, 0.6, id="half-the-cells"),
+        pytest.param([["Zed"]], NAMES, False, 0.0, id="nothing-shared"),
+        pytest.param([], NAMES, False, 0.0, id="no-rows"),
+        pytest.param([["Cleo"], ["Ann"]], NAMES, True, 0.9, id="wrong-order-all-cells"),
+        pytest.param([[19.63]], [(19.6253,)], False, 1.0, id="rounded-2-decimals"),
+        pytest.param([[19.559]], [(19.625,)], False, 0.0, id="dev85-other-population"),
+        pytest.param(
+            [[35.5, "Ann"]], [("Ann", 35.5)], False, 1.0, id="columns-permuted"
+        ),
+        pytest.param([["a"]], [("a",), ("a",)], False, 1.0, id="distinct-listing"),
+        pytest.param([[2]], [(2.0,)], False, 1.0, id="int-equals-float"),
+        pytest.param([[None]], [(None,)], False, 0.0, id="degenerate-gold"),
+    ],
 )
-def test_closeness(rows: list, expected: float) -> None:
-    gold = [("Ann",), ("Cleo",)]
-    assert closeness(rows, prepare_gold(gold, False)) == pytest.approx(expected)
+def test_closeness(
+    rows: list, gold: list[tuple], order_matters: bool, expected: float
+) -> None:
+    assert closeness(rows, prepare_gold(gold, order_matters)) == pytest.approx(expected)
 
 
 def test_closeness_grid_stays_in_unit_interval() -> None:
-    gold = [("a", 1), ("b", 2)]
+    gold = prepare_gold([("a", 1), ("b", 2)], order_matters=False)
     cells = ["a", "b", 1, 2, "z"]
     for a, b in itertools.product(cells, repeat=2):
-        assert 0.0 <= closeness([[a, b]], prepare_gold(gold, False)) <= 1.0
+        assert 0.0 <= closeness([[a, b]], gold) <= 1.0
+
+
+def test_closeness_of_a_10k_row_result_against_a_wide_gold() -> None:
+    rng = random.Random(0)
+    rows = [tuple([rng.uniform(0, 1000)] * 10) for _ in range(10_000)]
+    gold = prepare_gold(rows, order_matters=False)
+    assert closeness(rows, gold) == 1.0
+    moved = [list(r) for r in rows]
+    moved[0][0], moved[1][0] = moved[1][0], moved[0][0]
+    assert closeness(moved, gold) == pytest.approx(0.9)  # every cell, wrong rows
+    assert closeness(rows[:5_000], gold) == pytest.approx(0.9 * 2 / 3)
+
+
+class Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+SQL_VALUES = st.one_of(
+    st.none(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=30),
+    st.binary(max_size=10),
+    st.just(10**5000),
+    st.just(Unprintable()),
+    st.lists(st.integers(), max_size=2),
+)
+ROWS = st.lists(st.lists(SQL_VALUES, min_size=1, max_size=4), max_size=12)
+GOLDS = [
+    prepare_gold([(6,)], False),
+    prepare_gold([("Ann", 19.6253), ("Bob", None)], True),
+    prepare_gold([(1.5, 1.5, 1.5)], False),
+    prepare_gold([], False),
+]
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(rows=ROWS)
+def test_closeness_never_raises_and_stays_in_unit_interval(rows: list[list]) -> None:
+    for gold in GOLDS:
+        assert 0.0 <= closeness(rows, gold) <= 1.0

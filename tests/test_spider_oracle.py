@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 
 from sql_env.models import SQLAction
+from sql_env.server.answer_reading import gold_key
 from sql_env.server.question_bank import Question, load_bank
 from sql_env.server.sql_environment import SQLEnvironment
-from sql_env.server.verifier import normalize, results_match
+from sql_env.server.verifier import prepare_gold, read_result, rows_match
 
 pytestmark = pytest.mark.slow
 
@@ -44,16 +45,16 @@ def perturbations(question: Question) -> dict[str, list[list]]:
     out["row-added"] = rows + [[changed(v) for v in rows[0]]]
     counts = {}
     for row in rows:
-        key = tuple(normalize(v) for v in row)
+        key = tuple(gold_key(v) for v in row)
         counts[key] = counts.get(key, 0) + 1
     unique = [
-        i for i, row in enumerate(rows) if counts[tuple(normalize(v) for v in row)] == 1
+        i for i, row in enumerate(rows) if counts[tuple(gold_key(v) for v in row)] == 1
     ]
     if len(rows) > 1 and unique:
         out["row-dropped"] = rows[: unique[-1]] + rows[unique[-1] + 1 :]
     if question.order_matters:
         for k in range(1, len(rows)):
-            if not results_match([rows[k]], [tuple(rows[0])], False):
+            if not rows_match(read_result([rows[k]]), prepare_gold([rows[0]], False)):
                 swapped = rows[:]
                 swapped[0], swapped[k] = swapped[k], swapped[0]
                 out["order-swapped"] = swapped
@@ -106,3 +107,51 @@ def test_perturbed_answers_score_zero_on_every_dev_question(
     assert wrongly_paid == []
     assert seen["value-changed"] > 900 and seen["row-added"] > 900
     assert seen["row-dropped"] > 300 and seen["order-swapped"] >= 50
+
+
+def collisions(question: Question) -> list[list[list]]:
+    """Groups of distinct gold rows that the verifier compares as equal."""
+    groups: dict[tuple, list[list]] = {}
+    for row in dict.fromkeys(question.gold_rows):
+        groups.setdefault(tuple(gold_key(v) for v in row), []).append(list(row))
+    return [group for group in groups.values() if len(group) > 1]
+
+
+def test_no_correct_answer_is_refused_on_colliding_gold_rows(
+    env: SQLEnvironment, spider_data_dir: Path
+) -> None:
+    bank = load_bank(spider_data_dir)
+    questions = [
+        q for split in ("dev", "train") for q in bank.eligible(split) if collisions(q)
+    ]
+    # ' volkswagen'/'volkswagen' (dev 97-98), 'Dazed And Confused'/'Dazed and
+    # Confused', ''/'Null' (train): 2 dev and 10 train questions in Spider 1.0.
+    assert len(questions) >= 12
+    refused, paid = [], []
+    for question in questions:
+        colliding = collisions(question)
+        rows = [list(r) for r in question.gold_rows]
+        sql_distinct = [list(r) for r in dict.fromkeys(question.gold_rows)]
+        by_key: dict[tuple, list] = {}
+        for r in sql_distinct:
+            by_key.setdefault(tuple(gold_key(v) for v in r), r)
+        key_distinct = list(by_key.values())  # one spelling per compared value
+        right = {
+            "all-rows": rows,
+            "sql-distinct": sql_distinct,
+            "compared-distinct": key_distinct,
+            "compared-distinct-other-spelling": [
+                next((g[-1] for g in colliding if r in g), r) for r in key_distinct
+            ],
+        }
+        for kind, answer in right.items():
+            if play(env, question, as_json(answer)) != 1.0:
+                refused.append((question.id, kind))
+        unique = [r for r in key_distinct if not any(r in g for g in colliding)]
+        wrong = {"extra-row": sql_distinct + [[changed(v) for v in sql_distinct[0]]]}
+        if unique:
+            wrong["unique-row-dropped"] = [r for r in sql_distinct if r != unique[0]]
+        for kind, answer in wrong.items():
+            if play(env, question, as_json(answer)) != 0.0:
+                paid.append((question.id, kind))
+    assert refused == [] and paid == []
