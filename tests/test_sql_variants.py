@@ -27,7 +27,7 @@ from sql_env.scripts.build_data import jsonable
 from sql_env.server.errors import SQLEnvError
 from sql_env.server.question_bank import Question, load_bank
 from sql_env.server.sandbox import Sandbox
-from sql_env.server.verifier import check_answer
+from sql_env.server.verifier import Gold, check_answer, prepare_gold
 
 pytestmark = pytest.mark.slow
 
@@ -209,9 +209,14 @@ def outcomes(
     """Every variant of every playable dev question, run and judged."""
     bank = load_bank(data_dir)
     if judge is None:
+        golds: dict[str, Gold] = {}
 
         def judge(answer: str, question: Question) -> bool:
-            return check_answer(answer, bank.gold(question)).correct
+            gold = golds.get(question.id)
+            if gold is None:
+                gold = prepare_gold(question.gold_rows, question.order_matters)
+                golds[question.id] = gold
+            return check_answer(answer, gold).correct
 
     found = []
     for question in bank.eligible("dev"):
