@@ -215,6 +215,7 @@ def push_to(
             capture_output=True,
             text=True,
             check=False,
+            timeout=600,
         )
 
 
@@ -232,8 +233,9 @@ def stage(
         The output of ``openenv push``.
 
     Raises:
-        SystemExit: The data is not built, ``out`` holds ``env_dir``, or push failed
-            (its output is in the message).
+        SystemExit: The data is not built, ``out`` holds ``env_dir`` or another
+            non-empty directory than a staged Space, or push failed (its output is in
+            the message).
     """
     missing = [p for p in REQUIRED_DATA if not (env_dir / p).is_file()]
     if missing or not any((env_dir / "data" / "databases").glob("*/*.sqlite")):
@@ -241,6 +243,8 @@ def stage(
     out = out.resolve()
     if env_dir.resolve().is_relative_to(out):
         raise SystemExit(f"Refusing to stage into {out}: it holds {env_dir}.")
+    if out.is_dir() and any(out.iterdir()) and not (out / "openenv.yaml").is_file():
+        raise SystemExit(f"Refusing to replace {out}: it is not a staged Space.")
     if out.exists():
         shutil.rmtree(out)  # before push copies env_dir, in case out lies inside it
     with tempfile.TemporaryDirectory(prefix="stage-space-") as scratch:

@@ -78,6 +78,16 @@ def test_push_refuses_a_layout_without_client_py(tmp_path: Path) -> None:
     assert not (tmp_path / "space").exists()
 
 
+def test_stage_never_replaces_a_directory_that_is_not_a_space(tmp_path: Path) -> None:
+    env_dir = make_env_dir(tmp_path / "env", without="")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    with pytest.raises(SystemExit, match="not a staged Space"):
+        stage_space.stage(mine, exclude=None, env_dir=env_dir)
+    assert (mine / "notes.txt").read_text() == "keep"
+
+
 @pytest.fixture(scope="module")
 def space(spider_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """What ``openenv push --exclude .dockerignore`` uploads (``make stage``)."""
