@@ -58,22 +58,28 @@ clean:
 	rm -rf $(VENV) data/databases data/questions .pytest_cache .ruff_cache
 
 # --- server/space targets (helper) ---
-# The Hugging Face Space tree, staged by OpenEnv's own push code (scripts/stage_space.py).
+# The Space is what `openenv push` uploads from the repository root: the tree without
+# dotfiles, caches and the .dockerignore patterns, server/Dockerfile moved to the root.
+# It bundles the built data (git-ignored), hence `data` first.
 SPACE_DIR ?= build/space
 REPO_ID ?=
-SMOKE := ../shared/container/container-smoke.sh
+# The podman smoke test kit (not part of this repository).
+SMOKE ?= ../shared/container/container-smoke.sh
 
 .PHONY: stage push container-test setup-browser
 
+# Exactly the tree `openenv push` uploads, written to $(SPACE_DIR) by running the real
+# command against a local stand-in for the Hub (scripts/stage_space.py).
 stage: $(VENV)/.runtime data
 	$(PY) -m sql_env.scripts.stage_space --out $(SPACE_DIR)
 
 push: $(VENV)/.runtime data
-	$(PY) -m sql_env.scripts.stage_space --out $(SPACE_DIR) --push $(if $(REPO_ID),--repo-id $(REPO_ID))
+	$(VENV)/bin/openenv push . --exclude .dockerignore $(if $(REPO_ID),--repo-id $(REPO_ID))
 
 # Builds the staged tree (what Hugging Face builds) with podman, serves it as uid 1000
 # on port 7860, plays one episode through SQLEnvClient, then checks the SIGTERM stop.
 container-test: stage
+	test -f $(SMOKE) || { echo "container smoke kit not found: $(SMOKE) (set SMOKE=)" >&2; exit 1; }
 	SMOKE_PORT=7860 \
 	SMOKE_HOOK='$(abspath $(PY)) $(abspath tests/e2e/play_episode.py) "$$SMOKE_URL" --data-dir $(abspath $(SPACE_DIR))/data' \
 	bash $(SMOKE) $(SPACE_DIR) $(SPACE_DIR)/Dockerfile

@@ -1,44 +1,52 @@
 # /// script
 # requires-python = ">=3.11"
-# dependencies = ["openenv>=0.10,<0.11", "pyyaml"]
+# dependencies = ["openenv>=0.10,<0.11"]
 # ///
-"""Stage the Hugging Face Space tree exactly as ``openenv push`` uploads it; push it.
+"""Write the exact tree ``openenv push`` uploads to a Hugging Face Space, without a Hub.
 
-``openenv push`` refuses a tree without a root ``client.py``, and SQLEnv's client is the
-``client/`` package (a root ``client.py`` would be shadowed by it). This script runs
-push's own code on the repository instead: ``_prepare_staging_directory`` (copies the
-tree without dotfiles, caches and the patterns in ``.dockerignore``, moves
-``server/Dockerfile`` to the root, enables the web interface, completes the README
-front matter), then, with ``--push``, push's own Space creation and upload. The staged
-tree includes the built databases and question bank: run ``make data`` first.
+``openenv push`` has no dry run: it checks the layout, copies the environment to a
+temporary directory (without dotfiles, caches and the ``--exclude`` patterns, with
+``server/Dockerfile`` moved to the root) and uploads that copy. This script runs the
+real command, ``openenv push --exclude .dockerignore``, with ``HF_ENDPOINT`` pointing at
+a stand-in for the Hub on 127.0.0.1 that accepts the upload and writes the files it
+receives to ``--out``. What lands there is what a Space would receive, byte for byte,
+and no OpenEnv internals are imported. The staged tree bundles the built databases and
+question bank: run ``make data`` first.
 
     make stage                                   # writes build/space/
-    make push REPO_ID=my-name/sql_env            # stage, then upload (hf auth login)
+    make stage SPACE_DIR=/tmp/space
     python -m sql_env.scripts.stage_space --out /tmp/space
     docker build -t sql-env build/space          # what Hugging Face builds
+
+To upload for real, run ``openenv push --exclude .dockerignore`` (``make push``).
 """
 
 import argparse
+import base64
+import hashlib
+import json
+import os
+import re
 import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
-from pathlib import Path
-
-import yaml
-from huggingface_hub import HfApi
-from openenv.cli.commands.push import (
-    _apply_space_variables_and_secrets,
-    _create_hf_space,
-    _ensure_hf_authenticated,
-    _load_ignore_patterns,
-    _prepare_staging_directory,
-    _should_exclude_path,
-    _upload_to_hf_space,
-)
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
 
 import sql_env
 
 REPO_ROOT = Path(sql_env.__file__).resolve().parent
 REQUIRED_DATA = ("data/spider/bank.sqlite", "data/spider/report.json")
+HUB_USER = "local"
+# Hub routes the upload uses (huggingface_hub's HTTP API, legacy non-Xet upload).
+SPACE_ROUTE = re.compile(r"/api/spaces/(?P<repo>[^/]+/[^/]+)/(?P<op>preupload|commit)/")
 
 
 @dataclass
@@ -49,90 +57,218 @@ class Args:
     )
     exclude: str = field(
         default=".dockerignore",
-        metadata={"help": "Ignore file with extra patterns (as push --exclude)."},
+        metadata={
+            "help": "Ignore file for `openenv push --exclude`; '' for plain push."
+        },
     )
-    no_interface: bool = field(
-        default=False, metadata={"help": "Stage without the /web interface."}
-    )
-    push: bool = field(
-        default=False, metadata={"help": "Upload the staged tree to a Space."}
-    )
-    repo_id: str | None = field(
-        default=None,
-        metadata={"help": "Space id, 'name' or 'owner/name' (default: you/<name>)."},
-    )
-    private: bool = field(default=False, metadata={"help": "Create a private Space."})
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     for f in fields(Args):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type is bool:
-            parser.add_argument(flag, action="store_true", help=f.metadata["help"])
-        else:
-            kind = Path if f.name == "out" else str
-            parser.add_argument(
-                flag, type=kind, default=f.default, help=f.metadata["help"]
-            )
+        kind = Path if f.name == "out" else str
+        parser.add_argument(
+            f"--{f.name}", type=kind, default=f.default, help=f.metadata["help"]
+        )
     return Args(**vars(parser.parse_args(argv)))
 
 
-def stage(out: Path, exclude: str = ".dockerignore", interface: bool = True) -> str:
-    """Write the Space tree ``openenv push`` would upload to ``out``.
+class LocalHub(ThreadingHTTPServer):
+    """The few Hub routes ``openenv push`` calls; the committed files go to ``tree``.
+
+    Every file is accepted as a regular (non-LFS) upload, so the commit carries each
+    file's bytes. A route the Hub stand-in does not know is refused and recorded in
+    ``refused``, so a changed upload protocol fails loudly instead of staging nothing.
+    """
+
+    def __init__(self, tree: Path) -> None:
+        super().__init__(("127.0.0.1", 0), _HubHandler)
+        self.tree = tree
+        self.commits: list[str] = []
+        self.refused: list[str] = []
+
+    @property
+    def endpoint(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def write_commit(self, ndjson: bytes) -> str:
+        """Write the files of one commit payload under ``tree``; returns a commit id.
+
+        Raises:
+            ValueError: The payload names a path outside the tree or an LFS file.
+        """
+        for line in ndjson.splitlines():
+            item = json.loads(line)
+            if item["key"] == "header":
+                continue
+            if item["key"] != "file" or item["value"].get("encoding") != "base64":
+                raise ValueError(f"unexpected commit operation {item['key']!r}")
+            relative = PurePosixPath(item["value"]["path"])
+            if relative.is_absolute() or ".." in relative.parts:
+                raise ValueError(f"path outside the Space: {relative}")
+            target = self.tree.joinpath(*relative.parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(base64.b64decode(item["value"]["content"]))
+        oid = hashlib.sha1(ndjson).hexdigest()
+        self.commits.append(oid)
+        return oid
+
+
+class _HubHandler(BaseHTTPRequestHandler):
+    server: LocalHub
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: push prints its own progress."""
+
+    def do_GET(self) -> None:
+        if urlsplit(self.path).path == "/api/whoami-v2":
+            self._reply(200, {"type": "user", "name": HUB_USER, "fullname": HUB_USER})
+        else:
+            self._refuse()
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        path = urlsplit(self.path).path
+        endpoint = self.server.endpoint
+        if path == "/api/repos/create":
+            request = json.loads(body)
+            repo = f"{request.get('organization') or HUB_USER}/{request['name']}"
+            self._reply(200, {"url": f"{endpoint}/spaces/{repo}"})
+        elif path == "/api/validate-yaml":
+            self._reply(200, {"errors": [], "warnings": []})
+        elif match := SPACE_ROUTE.match(path):
+            if match["op"] == "preupload":
+                files = [
+                    {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
+                    for f in json.loads(body)["files"]
+                ]
+                self._reply(200, {"files": files})
+                return
+            try:
+                oid = self.server.write_commit(body)
+            except (ValueError, KeyError) as exc:
+                self.server.refused.append(f"commit: {exc}")
+                self._reply(400, {"error": str(exc)})
+                return
+            url = f"{endpoint}/spaces/{match['repo']}/commit/{oid}"
+            self._reply(
+                200, {"commitUrl": url, "commitOid": oid, "pullRequestUrl": None}
+            )
+        else:
+            self._refuse()
+
+    def _refuse(self) -> None:
+        self.server.refused.append(f"{self.command} {self.path}")
+        self._reply(501, {"error": f"the local Hub does not serve {self.path}"})
+
+    def _reply(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@contextmanager
+def local_hub(tree: Path) -> Iterator[LocalHub]:
+    """Serve a :class:`LocalHub` writing to ``tree`` in a thread for the block."""
+    hub = LocalHub(tree)
+    thread = threading.Thread(target=hub.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield hub
+    finally:
+        hub.shutdown()
+        hub.server_close()
+        thread.join()
+
+
+def push_to(
+    hub: LocalHub, env_dir: Path, exclude: str | None
+) -> subprocess.CompletedProcess:
+    """Run ``openenv push`` on ``env_dir`` against ``hub``; returns the finished run.
+
+    The run is isolated from the user's Hugging Face login and cache: it gets its own
+    ``HF_HOME``, a placeholder token and Xet disabled (the stand-in speaks the plain
+    upload protocol only).
+    """
+    with tempfile.TemporaryDirectory(prefix="stage-space-hf-") as hf_home:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("HF_")},
+            "HF_ENDPOINT": hub.endpoint,
+            "HF_HOME": hf_home,
+            "HF_TOKEN": "hf_local_stand_in",
+            "HF_HUB_DISABLE_XET": "1",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "NO_COLOR": "1",
+            "COLUMNS": "200",  # rich wraps error boxes at the terminal width
+        }
+        command = [sys.executable, "-m", "openenv.cli", "push", str(env_dir)]
+        command += ["--repo-id", f"{HUB_USER}/sql_env"]
+        command += ["--exclude", exclude] if exclude else []
+        return subprocess.run(
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=600,
+        )
+
+
+def stage(
+    out: Path, exclude: str | None = ".dockerignore", env_dir: Path = REPO_ROOT
+) -> str:
+    """Write the tree ``openenv push`` would upload from ``env_dir`` to ``out``.
+
+    Args:
+        out: Where the tree goes (replaced).
+        exclude: The ignore file for ``--exclude``; ``None`` runs plain push.
+        env_dir: The environment to push.
 
     Returns:
-        The environment name from ``openenv.yaml``.
+        The output of ``openenv push``.
 
     Raises:
-        SystemExit: The data is not built, README.md is missing, or ``out`` would
-            be copied into itself.
+        SystemExit: The data is not built, ``out`` holds ``env_dir`` or another
+            non-empty directory than a staged Space, or push failed (its output is in
+            the message).
     """
-    missing = [p for p in REQUIRED_DATA if not (REPO_ROOT / p).is_file()]
-    databases = (REPO_ROOT / "data").glob("*/databases/*/*.sqlite")
-    if missing or not any(databases):
+    missing = [p for p in REQUIRED_DATA if not (env_dir / p).is_file()]
+    if missing or not any((env_dir / "data").glob("*/databases/*/*.sqlite")):
         raise SystemExit("No built data to bundle: run `make data` first.")
-    if not (REPO_ROOT / "README.md").is_file():
-        raise SystemExit(
-            "No README.md: the Space's front matter and the build need it."
-        )
-    env_name = yaml.safe_load((REPO_ROOT / "openenv.yaml").read_text())["name"]
-    ignore = _load_ignore_patterns(REPO_ROOT, exclude)
     out = out.resolve()
-    if out == REPO_ROOT or REPO_ROOT.is_relative_to(out):
-        raise SystemExit(f"Refusing to stage into {out}: it holds the repository.")
-    if out.is_relative_to(REPO_ROOT) and not _should_exclude_path(
-        out.relative_to(REPO_ROOT), ignore
-    ):
-        raise SystemExit(f"{out} is inside the repository but not ignored by push.")
+    if env_dir.resolve().is_relative_to(out):
+        raise SystemExit(f"Refusing to stage into {out}: it holds {env_dir}.")
+    if out.is_dir() and any(out.iterdir()) and not (out / "openenv.yaml").is_file():
+        raise SystemExit(f"Refusing to replace {out}: it is not a staged Space.")
     if out.exists():
-        shutil.rmtree(out)
-    _prepare_staging_directory(
-        REPO_ROOT, env_name, out, ignore_patterns=ignore, enable_interface=interface
-    )
-    return env_name
+        shutil.rmtree(out)  # before push copies env_dir, in case out lies inside it
+    with tempfile.TemporaryDirectory(prefix="stage-space-") as scratch:
+        tree = Path(scratch) / "space"
+        with local_hub(tree) as hub:
+            run = push_to(hub, env_dir, exclude)
+        output = run.stdout + run.stderr
+        if run.returncode != 0 or len(hub.commits) != 1 or hub.refused:
+            raise SystemExit(
+                f"`openenv push` exited {run.returncode} after {len(hub.commits)} "
+                f"commit(s); the local Hub refused {hub.refused}.\n{output}"
+            )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(tree, out)
+    return output
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    env_name = stage(args.out, args.exclude, interface=not args.no_interface)
+    print("openenv push to a local stand-in for the Hub (nothing leaves here):")
+    print(stage(args.out, args.exclude), end="")
     files = [p for p in args.out.rglob("*") if p.is_file()]
     size_mb = sum(p.stat().st_size for p in files) / 1e6
     print(f"Staged {len(files)} files ({size_mb:.1f} MB) in {args.out}")
-    if not args.push:
-        return
-    username = _ensure_hf_authenticated()
-    repo_id = args.repo_id or env_name
-    if "/" not in repo_id:
-        repo_id = f"{username}/{repo_id}"
-    api = HfApi()
-    ignore = _load_ignore_patterns(REPO_ROOT, args.exclude)
-    _create_hf_space(repo_id, api, private=args.private)
-    _upload_to_hf_space(repo_id, args.out, api, ignore, private=args.private)
-    manifest = yaml.safe_load((REPO_ROOT / "openenv.yaml").read_text())
-    variables = {str(k): str(v) for k, v in (manifest.get("variables") or {}).items()}
-    _apply_space_variables_and_secrets(repo_id, variables, {}, api)
-    print(f"Pushed: https://huggingface.co/spaces/{repo_id}")
 
 
 if __name__ == "__main__":

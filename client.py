@@ -17,6 +17,11 @@ work in all three, exactly like ``reset`` and ``step``:
     # plain synchronous use of the async client (OpenEnv dispatches by context)
     with SQLEnvClient(base_url="http://localhost:8000") as env:
         env.reset(db_id="concert_singer")
+
+OpenEnv's ``AutoEnv.from_env("sql_env", base_url=...)`` and
+``AutoAction.from_env("sql_env")`` find this module as ``sql_env.client`` and the
+classes in it by name: the client as ``SqlEnv`` (their naming convention), the action
+and observation as ``openenv.yaml`` names them.
 """
 
 from collections.abc import Awaitable
@@ -27,9 +32,11 @@ from openenv.core.client_types import StepResult
 
 from sql_env.models import ActionType, SQLAction, SQLObservation, SQLState
 
+__all__ = ["SQLAction", "SQLEnvClient", "SQLObservation", "SQLState", "SqlEnv"]
+
 SQLStepResult: TypeAlias = StepResult[SQLObservation]
 # What a helper returns: the result itself in synchronous code, an awaitable in
-# asynchronous code (OpenEnv's ``EnvClient._dispatch`` decides by the caller's context).
+# asynchronous code (``EnvClient.step`` decides by the caller's context).
 MaybeAwaitable: TypeAlias = SQLStepResult | Awaitable[SQLStepResult]
 
 
@@ -80,8 +87,7 @@ class SQLEnvClient(EnvClient[SQLAction, SQLObservation, SQLState]):
         Returns:
             The step result (awaitable in asynchronous code).
         """
-        action = SQLAction(action_type=action_type, argument=argument)
-        return self._dispatch(lambda: self._step_async(action))
+        return self.step(SQLAction(action_type=action_type, argument=argument))
 
     def describe(self, table: str) -> MaybeAwaitable:
         """Columns, keys and row count of ``table``."""
@@ -98,3 +104,8 @@ class SQLEnvClient(EnvClient[SQLAction, SQLObservation, SQLState]):
     def answer(self, value: str) -> MaybeAwaitable:
         """Submit the final answer (JSON or one value per line); ends the episode."""
         return self.act("ANSWER", value)
+
+
+# The name ``AutoEnv`` looks for: the env name ``sql_env`` minus ``_env``,
+# PascalCased, plus ``Env``.
+SqlEnv = SQLEnvClient
