@@ -132,7 +132,7 @@ def build_app(
     )
     remove_shared_web_routes(app)
     install_health_route(app, functools.partial(data_problem, data_dir))
-    app.add_exception_handler(ValueError, _bad_reset_argument)
+    app.add_exception_handler(ValueError, _bad_argument)
     app.add_middleware(
         SessionGuard,
         slots=slots,
@@ -144,12 +144,13 @@ def build_app(
     return app
 
 
-async def _bad_reset_argument(request: Request, exc: Exception) -> JSONResponse:
-    """HTTP ``POST /reset`` with an unknown or mistyped argument: a 400, not a 500.
+async def _bad_argument(request: Request, exc: Exception) -> JSONResponse:
+    """``POST /reset`` or a task API call with a bad argument: a 400, not a 500.
 
     (Over ``/ws`` OpenEnv already answers such a reset with an error frame.)
     """
-    if request.url.path != "/reset":
+    path = request.url.path
+    if path != "/reset" and not path.startswith(f"/{ENV_NAME}/"):
         raise exc
     return JSONResponse(
         status_code=status.HTTP_400_BAD_REQUEST, content={"detail": str(exc)}

@@ -14,7 +14,7 @@ from fastapi import FastAPI, status
 from fastapi.responses import JSONResponse
 from openenv.core.env_server.types import HealthResponse, HealthStatus
 
-from sql_env.server.question_bank import SPLITS, BankFormatError, load_bank
+from sql_env.server.question_bank import BankFormatError, list_datasets, load_bank
 
 logger = logging.getLogger(__name__)
 
@@ -24,21 +24,27 @@ HEALTH_PATH = "/health"
 def data_problem(data_dir: Path) -> str | None:
     """Why the server cannot serve episodes from ``data_dir``, or None when it can.
 
-    Loads the bank (cached per process, so the first call also warms it for the
-    first ``reset``) and checks that the database of every playable question is a
-    file (questions excluded at build time, e.g. for a missing database, are not
-    played).
+    Loads every built dataset's bank (cached per process, so the first call also
+    warms it for the first ``reset``) and checks that the database of every
+    playable question is a file (questions excluded at build time, e.g. for a
+    missing database, are not played).
     """
-    try:
-        bank = load_bank(data_dir)
-    except (OSError, ValueError, KeyError, BankFormatError) as exc:
-        return f"question bank not loaded: {exc}"
-    needed = {q.db_id for split in SPLITS for q in bank.eligible(split)}
-    if not needed:
-        return "question bank has no playable questions"
-    missing = sorted(db for db in needed if not bank.db_path(db).is_file())
-    if missing:
-        return f"{len(missing)} database(s) missing, e.g. {missing[0]!r}"
+    datasets = list_datasets(data_dir)
+    if not datasets:
+        return (
+            f"question bank not loaded: no dataset built in {data_dir}; run `make data`"
+        )
+    for dataset in datasets:
+        try:
+            bank = load_bank(data_dir, dataset)
+        except (OSError, ValueError, KeyError, BankFormatError) as exc:
+            return f"question bank {dataset!r} not loaded: {exc}"
+        needed = {q.db_id for split in bank.splits for q in bank.eligible(split)}
+        if not needed:
+            return f"question bank {dataset!r} has no playable questions"
+        missing = sorted(db for db in needed if not bank.db_path(db).is_file())
+        if missing:
+            return f"{dataset}: {len(missing)} database(s) missing, e.g. {missing[0]!r}"
     return None
 
 

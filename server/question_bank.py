@@ -206,6 +206,19 @@ class QuestionBank:
         """The bank file, which the SQL workers read gold results from."""
         return bank_path(self.data_dir, self.dataset)
 
+    @property
+    def splits(self) -> list[str]:
+        """The splits with questions, in the order they were built."""
+        return list(dict.fromkeys(q.split for q in self._questions.values()))
+
+    @property
+    def levels(self) -> list[str]:
+        """The difficulty levels of this dataset, easiest first where known."""
+        seen = list(dict.fromkeys(q.hardness for q in self._questions.values()))
+        if set(seen) <= set(HARDNESS_LEVELS):
+            return [level for level in HARDNESS_LEVELS if level in seen]
+        return seen
+
     def get(self, question_id: str) -> Question:
         """The question with this id, excluded ones included.
 

@@ -15,12 +15,12 @@ Bounds with the defaults (budget 15): a correct episode returns at least
 """
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from sql_env.server.verifier import Gold, cell_f1, read_result, rows_match
 
 RewardMode = Literal["binary", "shaped"]
-REWARD_MODES: tuple[RewardMode, ...] = ("binary", "shaped")
+REWARD_MODES: tuple[RewardMode, ...] = get_args(RewardMode)
 CORRECT_REWARD = 1.0
 PROGRESS_WEIGHT = 0.2
 STEP_COST = 0.01

@@ -171,12 +171,15 @@ class Sandbox:
                 conn.close()
         self._conn = self._printf_conn = None
 
-    def execute(self, sql: str, timeout_s: float | None = None) -> QueryResult:
+    def execute(
+        self, sql: str, timeout_s: float | None = None, max_rows: int | None = None
+    ) -> QueryResult:
         """Run one read-only statement and fetch its rows within the deadline.
 
         Args:
             sql: The statement.
             timeout_s: This statement's deadline (default: the sandbox's).
+            max_rows: Rows kept from it (default: the sandbox's).
 
         Raises:
             UnsafeQueryError: The statement is not a single read-only statement.
@@ -204,7 +207,7 @@ class Sandbox:
                     "The statement returned no rows: only SELECT statements may run."
                 )
             columns = tuple(d[0] for d in cursor.description)
-            rows, more = self._fetch(cursor)
+            rows, more = self._fetch(cursor, max_rows or self.max_rows)
         except sqlite3.Error as exc:
             raise self._translate(exc) from None
         except MemoryError:
@@ -226,11 +229,13 @@ class Sandbox:
         self._reads_memo.move_to_end(sql)
         return self._reads_memo[sql]
 
-    def _fetch(self, cursor: sqlite3.Cursor) -> tuple[list[tuple[Any, ...]], bool]:
+    def _fetch(
+        self, cursor: sqlite3.Cursor, max_rows: int
+    ) -> tuple[list[tuple[Any, ...]], bool]:
         rows: list[tuple[Any, ...]] = []
         size = 0
-        while len(rows) < self.max_rows:
-            chunk = cursor.fetchmany(min(FETCH_CHUNK, self.max_rows - len(rows)))
+        while len(rows) < max_rows:
+            chunk = cursor.fetchmany(min(FETCH_CHUNK, max_rows - len(rows)))
             if not chunk:
                 return rows, False
             for row in chunk:
@@ -369,6 +374,17 @@ def _open_read_only(db_path: Path) -> sqlite3.Connection:
     for limit, value in _LIMITS.items():
         conn.setlimit(limit, value)
     return conn
+
+
+def jsonable(value: Any) -> Any:
+    """A value as the bank stores gold results: blobs become text.
+
+    >>> jsonable(b"ab"), jsonable(1.5)
+    ('ab', 1.5)
+    """
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return value
 
 
 def is_utf8(text: str) -> bool:

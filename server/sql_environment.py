@@ -12,10 +12,17 @@ from typing import Any
 
 from openenv.core.env_server.interfaces import Environment
 from openenv.core.env_server.types import EnvironmentMetadata
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
-from sql_env.models import RewardMode, SQLAction, SQLObservation, SQLState
-from sql_env.server import formatting, rewards
+from sql_env.models import (
+    AnswerMode,
+    RewardMode,
+    SchemaMode,
+    SQLAction,
+    SQLObservation,
+    SQLState,
+)
+from sql_env.server import episode_text, formatting, rewards
 from sql_env.server.errors import (
     AnswerFormatError,
     QueryTimeoutError,
@@ -24,16 +31,17 @@ from sql_env.server.errors import (
 )
 from sql_env.server.question_bank import (
     DEFAULT_DATA_DIR,
-    HARDNESS_LEVELS,
-    SPLITS,
+    DEFAULT_DATASET,
     Question,
     QuestionBank,
     Table,
+    list_datasets,
     load_bank,
 )
 from sql_env.server.sandbox import QUERY_TIMEOUT_S, is_utf8
 from sql_env.server.sql_worker import (
     CheckAnswer,
+    CheckSQL,
     GoldRef,
     Job,
     QueryOutcome,
@@ -50,6 +58,9 @@ HISTORY_ARG_CHARS = 160
 # A 10,000-row answer written as JSON fits; a 14 MB one never reaches a worker.
 MAX_ANSWER_CHARS = 1_000_000
 MAX_EPISODE_ID_CHARS = 200
+# The official execution-accuracy rule of each dataset for answers by SQL; any
+# other dataset (a custom one) is scored by Spider's.
+EXECUTION_RULES = {"bird": "bird"}
 try:
     VERSION = version("openenv-sql-env")
 except PackageNotFoundError:  # a source tree that was never installed
@@ -59,16 +70,28 @@ except PackageNotFoundError:  # a source tree that was never installed
 class ResetOptions(BaseModel):
     """The arguments of ``reset``, type-checked: a wrong type is a clear error."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
     seed: int | None = None
     episode_id: str | None = Field(default=None, max_length=MAX_EPISODE_ID_CHARS)
     question_id: str | None = Field(default=None, max_length=200)
+    dataset: str | None = Field(default=None, max_length=100)
     split: str = Field(default="train", max_length=50)
     db_id: str | None = Field(default=None, max_length=200)
     reward_mode: RewardMode = "binary"
-    hardness: str | None = Field(default=None, max_length=50)
+    hardness: str | None = Field(
+        default=None,
+        max_length=50,
+        validation_alias=AliasChoices("hardness", "difficulty"),
+    )
     index: int | None = None
+    schema_mode: SchemaMode = Field(
+        default="hidden", validation_alias=AliasChoices("schema", "schema_mode")
+    )
+    answer_mode: AnswerMode = Field(
+        default="value", validation_alias=AliasChoices("answer", "answer_mode")
+    )
+    evidence: bool = True
 
 
 def _reset_options(arguments: dict[str, Any]) -> ResetOptions:
@@ -84,8 +107,9 @@ def _reset_options(arguments: dict[str, Any]) -> ResetOptions:
                 problems.append(f"{name}: {error['msg']}")
         raise ValueError(
             f"Bad reset arguments: {'; '.join(problems)}. Valid: seed (int), "
-            "episode_id, question_id, split, db_id, hardness (strings), "
-            "reward_mode ('binary' or 'shaped'), index (int)."
+            "episode_id, question_id, dataset, split, db_id, difficulty (strings), "
+            "reward_mode ('binary' or 'shaped'), schema ('hidden' or 'given'), "
+            "answer ('value' or 'sql'), evidence (bool), index (int)."
         ) from None
 
 
@@ -100,9 +124,13 @@ class _Episode:
 
     episode_id: str = ""
     question_id: str = ""
+    dataset: str = ""
     db_id: str = ""
     split: str = ""
     reward_mode: str = "binary"
+    schema_mode: str = "hidden"
+    answer_mode: str = "value"
+    evidence: str = ""
     step_count: int = 0
     done: bool = False
     truncated: bool = False
@@ -144,10 +172,13 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
       line, at most ``MAX_ANSWER_CHARS``; ends the episode and scores it.
 
     ## Observation
-    ``SQLObservation``: ``question``, ``question_id``, ``db_id``, ``tables``,
-    ``action_type``, ``result`` (text), ``error`` (text, empty on success),
-    ``step_count``, ``budget_remaining``, ``history`` (one line per action),
-    ``done``, ``truncated``, ``answer_correct``, ``reward``.
+    ``SQLObservation``: ``question``, ``evidence`` (BIRD's hint, when shown),
+    ``question_id``, ``db_id``, ``tables``, ``action_type``, ``result`` (text),
+    ``error`` (text, empty on success), ``step_count``, ``budget_remaining``,
+    ``history`` (one line per action), ``done``, ``truncated``,
+    ``answer_correct``, ``reward``; at reset only, ``instructions`` (the tools
+    and answer format of the episode's settings) and ``db_schema`` (CREATE
+    TABLE statements, when the schema is given).
 
     ## Rewards
     ``binary`` (default): 1.0 for a correct ANSWER, else 0.0 on every step.
@@ -157,9 +188,10 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
     See ``sql_env.server.rewards``.
 
     ## Starting state
-    A question drawn from the split (seeded by ``seed``) or named by
-    ``question_id``; the observation holds the question, the database id, its
-    table names and the step budget. Nothing else about the data is shown.
+    A question drawn from a dataset's split (seeded by ``seed``) or named by
+    ``question_id``; the observation holds the question (with its evidence
+    unless ``evidence=False``), the database id, its table names, the step
+    budget, the instructions, and the schema if ``schema="given"``.
 
     ## Episode end
     - *terminated*: the agent sent ANSWER (``done=True``, ``truncated=False``).
@@ -170,9 +202,13 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
 
     ## Arguments
     ``SQLEnvironment(data_dir, max_steps=15, query_timeout_s=5.0, pool=None)``;
-    ``reset(seed, episode_id, question_id, split="train", db_id,
-    reward_mode="binary", hardness, index)``, each type-checked (a wrong type is
-    a ``ValueError``, which the server answers with a 4xx or an error frame).
+    ``reset(seed, episode_id, question_id, dataset="spider", split="train",
+    db_id, difficulty, index, reward_mode="binary", schema="hidden",
+    answer="value", evidence=True)``, each type-checked (a wrong type is a
+    ``ValueError``, which the server answers with a 4xx or an error frame).
+    ``answer="sql"``: ANSWER carries one SELECT, which runs in the sandbox and
+    is scored by the dataset's official execution rule (BIRD's for ``bird``,
+    Spider's test-suite rule otherwise); a statement that fails scores 0.
 
     ## Isolation
     Every statement built from agent input, and every answer check, runs in a
@@ -186,7 +222,8 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
     ## Version history
     - 0.2.0: SQL and answer checks in killable worker processes; one operation
       at a time per environment; ANSWER size cap; shaped progress only for
-      queries that read a table; typed reset arguments.
+      queries that read a table; typed reset arguments; datasets, schema given
+      or hidden, answers by value or by SQL, instructions at reset.
     - 0.1.0: first release (Spider train/dev, binary and shaped rewards).
     """
 
@@ -203,7 +240,14 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
         super().__init__()
         if max_steps < 1:
             raise ValueError("max_steps must be at least 1")
-        self._bank: QuestionBank = load_bank(Path(data_dir or DEFAULT_DATA_DIR))
+        self._data_dir = Path(data_dir or DEFAULT_DATA_DIR)
+        self._datasets = list_datasets(self._data_dir)
+        if not self._datasets:
+            load_bank(self._data_dir)  # raises, saying to run `make data`
+        self._default_dataset = (
+            DEFAULT_DATASET if DEFAULT_DATASET in self._datasets else self._datasets[0]
+        )
+        self._bank: QuestionBank = load_bank(self._data_dir, self._default_dataset)
         self.max_steps = max_steps
         self.query_timeout_s = query_timeout_s
         self._pool = pool
@@ -271,7 +315,9 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
         options = _reset_options(arguments)
         if options.seed is not None:
             self._rng = random.Random(options.seed)
-        question = self._pick(options)
+        bank = self._bank_of(options)
+        question = self._pick(bank, options)
+        self._bank = bank
         self._question = question
         self._history = []
         self._potential = 0.0
@@ -279,20 +325,60 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
         self._episode = _Episode(
             episode_id=options.episode_id or str(uuid.uuid4()),
             question_id=question.id,
+            dataset=bank.dataset,
             db_id=question.db_id,
             split=question.split,
             reward_mode=options.reward_mode,
+            schema_mode=options.schema_mode,
+            answer_mode=options.answer_mode,
+            evidence=question.evidence if options.evidence else "",
         )
-        self._tables = self._bank.schema(question.db_id).table_names
+        schema = bank.schema(question.db_id)
+        self._tables = schema.table_names
         return self._observation(
             action_type="RESET",
             result=f"Database {question.db_id} has tables: {', '.join(self._tables)}.",
+            db_schema=(
+                episode_text.render_ddl(schema.tables)
+                if options.schema_mode == "given"
+                else ""
+            ),
+            instructions=episode_text.instructions(
+                schema_mode=options.schema_mode,
+                answer_mode=options.answer_mode,
+                rule=self._rule(bank.dataset),
+                max_steps=self.max_steps,
+                evidence=bool(self._episode.evidence),
+            ),
         )
 
-    def _pick(self, options: ResetOptions) -> Question:
+    def _bank_of(self, options: ResetOptions) -> QuestionBank:
+        """The bank of the requested dataset (named, or the question id's)."""
+        dataset = options.dataset
+        if options.question_id is not None:
+            named = options.question_id.split("/", 1)[0]
+            if dataset is not None and dataset != named:
+                raise ValueError(
+                    f"question_id {options.question_id!r} is not in dataset "
+                    f"{dataset!r}."
+                )
+            dataset = named if named in self._datasets else dataset
+        dataset = dataset or self._default_dataset
+        if dataset not in self._datasets:
+            raise ValueError(
+                f"Unknown dataset {dataset[:60]!r}; built here: "
+                f"{', '.join(self._datasets)} (run `make data DATASET=...`)."
+            )
+        return load_bank(self._data_dir, dataset)
+
+    @staticmethod
+    def _rule(dataset: str) -> str:
+        return EXECUTION_RULES.get(dataset, "spider")
+
+    def _pick(self, bank: QuestionBank, options: ResetOptions) -> Question:
         if options.question_id is not None:
             try:
-                question = self._bank.get(options.question_id)
+                question = bank.get(options.question_id)
             except KeyError:
                 raise ValueError(
                     f"Unknown question_id {options.question_id!r}; ids look like "
@@ -305,28 +391,29 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
                 )
             return question
         split, db_id, hardness = options.split, options.db_id, options.hardness
-        if split not in SPLITS:
+        if split not in bank.splits:
             raise ValueError(
-                f"Unknown split {split!r}; use one of {', '.join(SPLITS)}."
+                f"Unknown split {split[:60]!r} of {bank.dataset}; use one of "
+                f"{', '.join(bank.splits)}."
             )
-        if hardness is not None and hardness not in HARDNESS_LEVELS:
+        if hardness is not None and hardness not in bank.levels:
             raise ValueError(
-                f"Unknown hardness {hardness!r}; use one of "
-                f"{', '.join(HARDNESS_LEVELS)}."
+                f"Unknown difficulty {hardness[:60]!r} of {bank.dataset}; use one "
+                f"of {', '.join(bank.levels)}."
             )
         if db_id is not None:
-            home = self._bank.split_of(db_id)
+            home = bank.split_of(db_id)
             if home is None:
                 raise ValueError(
                     f"Unknown db_id {db_id[:60]!r}; split {split!r} has: "
-                    f"{', '.join(self._bank.db_ids(split))}."
+                    f"{', '.join(bank.db_ids(split))}."
                 )
             if home != split:
                 raise ValueError(
                     f"Database {db_id!r} belongs to split {home!r}, not {split!r}; "
                     f"pass split={home!r}."
                 )
-        pool = self._bank.eligible(split, db_id=db_id, hardness=hardness)
+        pool = bank.eligible(split, db_id=db_id, hardness=hardness)
         if not pool:
             raise ValueError(
                 f"No playable questions for split={split!r}, "
@@ -434,7 +521,16 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
                             f"The answer is longer than {MAX_ANSWER_CHARS:,} "
                             "characters; answer with the result rows only."
                         )
-                    step.job = CheckAnswer(self._gold_ref(), action.argument)
+                    if self._episode.answer_mode == "sql":
+                        step.job = CheckSQL(
+                            str(self._bank.db_path(question.db_id)),
+                            action.argument,
+                            self.query_timeout_s,
+                            self._gold_ref(),
+                            self._rule(self._episode.dataset),
+                        )
+                    else:
+                        step.job = CheckAnswer(self._gold_ref(), action.argument)
         except SQLEnvError as exc:
             step.error = str(exc)
         return step
@@ -461,6 +557,13 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
                 verdict = "correct" if reply.correct else "incorrect"
                 read = f" ({reply.reading})" if reply.reading else ""
                 step.result = f"Answer submitted: {verdict}{read}."
+            case SQLEnvError() if (
+                step.action.action_type == "ANSWER"
+                and self._episode.answer_mode == "sql"
+            ):
+                # A final statement that fails (here: killed at its deadline)
+                # scores 0 and ends the episode, as the official evaluators do.
+                self._settle(step, Verdict(False, f"the SQL failed: {reply}"))
             case QueryTimeoutError() if step.action.action_type == "ANSWER":
                 step.error = (
                     "Checking the answer took too long; send the result rows only."
@@ -548,6 +651,8 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
         error: str = "",
         reward: float | None = 0.0,
         done: bool = False,
+        db_schema: str = "",
+        instructions: str = "",
     ) -> SQLObservation:
         question = self._question
         episode = self._episode
@@ -555,9 +660,12 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
         # validation (which re-checks the whole history each step) is skipped.
         return SQLObservation.model_construct(
             question=question.question if question else "",
+            evidence=episode.evidence,
             question_id=question.id if question else "",
             db_id=question.db_id if question else "",
             tables=list(self._tables),
+            db_schema=db_schema,
+            instructions=instructions,
             action_type=action_type,
             result=result,
             error=error,
@@ -580,9 +688,12 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
             episode_id=episode.episode_id or None,
             step_count=episode.step_count,
             question_id=episode.question_id,
+            dataset=episode.dataset,
             db_id=episode.db_id,
             split=episode.split,
             reward_mode=episode.reward_mode,
+            schema_mode=episode.schema_mode,
+            answer_mode=episode.answer_mode,
             max_steps=self.max_steps if episode.question_id else 0,
             done=episode.done,
             truncated=episode.truncated,
@@ -604,29 +715,53 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
         )
 
     def list_splits(self) -> list[str]:
-        """Task API: the splits that have playable questions."""
-        return [s for s in SPLITS if self._bank.eligible(s)]
+        """Task API: the splits with playable questions, as ``dataset/split``.
+
+        The default dataset's splits are also reachable by their bare names
+        (``dev``, ``train``).
+        """
+        return [
+            f"{dataset}/{split}"
+            for dataset in self._datasets
+            for split in load_bank(self._data_dir, dataset).splits
+            if load_bank(self._data_dir, dataset).eligible(split)
+        ]
 
     def num_tasks(self, split: str) -> int:
         """Task API: number of playable questions (``index`` in reset)."""
-        return len(self._bank.eligible(split))
+        return len(self._tasks(split))
 
     def get_task(self, split: str, index: int) -> dict[str, Any]:
         """Task API: the public face of one question; never its gold data."""
-        pool = self._bank.eligible(split)
+        pool = self._tasks(split)
         if not 0 <= index < len(pool):
             raise IndexError(f"index {index} out of range for split {split!r}")
         return _task_spec(pool[index], index)
 
     def list_tasks(self, split: str) -> list[dict[str, Any]]:
-        return [_task_spec(q, i) for i, q in enumerate(self._bank.eligible(split))]
+        return [_task_spec(q, i) for i, q in enumerate(self._tasks(split))]
 
     def get_task_range(
         self, split: str, start: int | None = None, stop: int | None = None
     ) -> list[dict[str, Any]]:
-        pool = self._bank.eligible(split)
+        pool = self._tasks(split)
         indices = range(len(pool))[slice(start, stop)]
         return [_task_spec(pool[i], i) for i in indices]
+
+    def _tasks(self, split: str) -> list[Question]:
+        """Playable questions of ``dataset/split`` or of the default dataset's split."""
+        dataset, _, name = split.rpartition("/")
+        dataset = dataset or self._default_dataset
+        if dataset not in self._datasets:
+            raise ValueError(
+                f"Unknown dataset {dataset[:60]!r}; splits: {self.list_splits()}."
+            )
+        bank = load_bank(self._data_dir, dataset)
+        if name not in bank.splits:
+            raise ValueError(
+                f"Unknown split {split[:60]!r}; splits: {self.list_splits()}."
+            )
+        return bank.eligible(name)
 
     # ------------------------------------------------------------- lifecycle
 
@@ -644,8 +779,10 @@ def _task_spec(question: Question, index: int) -> dict[str, Any]:
     return {
         "id": question.id,
         "index": index,
+        "dataset": question.dataset,
         "split": question.split,
         "db_id": question.db_id,
         "question": question.question,
+        "evidence": question.evidence,
         "hardness": question.hardness,
     }

@@ -28,8 +28,12 @@ from typing import Any
 
 from sql_env.server import formatting, rewards
 from sql_env.server.errors import ResourceLimitError, SQLEnvError
-from sql_env.server.question_bank import read_gold
-from sql_env.server.sandbox import Sandbox
+from sql_env.server.execution_match import (
+    bird_execution_match,
+    spider_execution_match,
+)
+from sql_env.server.question_bank import GoldRecord, read_gold
+from sql_env.server.sandbox import MAX_RESULT_ROWS, Sandbox, jsonable
 from sql_env.server.verifier import Gold, Verdict, check_answer, prepare_gold
 
 OPEN_DATABASES = 16  # sandboxes kept open per worker, least recently used first out
@@ -87,6 +91,25 @@ class CheckAnswer:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckSQL:
+    """Run an ANSWER's SELECT and score its rows by a dataset's official rule.
+
+    Attributes:
+        db_path: The database file.
+        sql: The agent's final statement.
+        timeout_s: SQLite's deadline for it.
+        gold: The question's gold result.
+        rule: ``"spider"`` (test-suite ``result_eq``) or ``"bird"`` (row sets).
+    """
+
+    db_path: str
+    sql: str
+    timeout_s: float
+    gold: GoldRef
+    rule: str
+
+
+@dataclass(frozen=True, slots=True)
 class Ready:
     """The first frame a worker writes: it has started and set its limits."""
 
@@ -100,7 +123,8 @@ class WorkerFailure:
     trace: str
 
 
-Job = RunQuery | CheckAnswer
+Job = RunQuery | CheckAnswer | CheckSQL
+EXECUTION_RULES = {"spider": spider_execution_match, "bird": bird_execution_match}
 
 
 def encode(message: Any) -> bytes:
@@ -140,6 +164,7 @@ class Worker:
     def __init__(self) -> None:
         self._sandboxes: OrderedDict[str, Sandbox] = OrderedDict()
         self._golds: OrderedDict[GoldRef, Gold] = OrderedDict()
+        self._records: OrderedDict[GoldRef, GoldRecord] = OrderedDict()
 
     def run(self, job: Job) -> QueryOutcome | Verdict:
         match job:
@@ -147,7 +172,33 @@ class Worker:
                 return self._query(job)
             case CheckAnswer():
                 return check_answer(job.text, self._gold(job.gold))
+            case CheckSQL():
+                return self._check_sql(job)
         raise TypeError(f"unknown job {type(job).__name__}")
+
+    def _check_sql(self, job: CheckSQL) -> Verdict:
+        """The official execution match; a failing statement scores 0, saying why."""
+        record = self._record(job.gold)
+        try:
+            # Fetch past the gold's size by the same cap as any QUERY, so the
+            # reading ("ran: N rows") says nothing about the gold.
+            result = self._sandbox(job.db_path).execute(
+                job.sql,
+                timeout_s=job.timeout_s,
+                max_rows=max(len(record.rows) + 1, MAX_RESULT_ROWS),
+            )
+        except SQLEnvError as exc:
+            return Verdict(False, f"the SQL failed: {exc}")
+        rows = [tuple(jsonable(v) for v in row) for row in result.rows]
+        width = len(result.columns)
+        reading = f"ran: {len(rows):,}{'+' if result.more_rows else ''} rows x {width}"
+        if result.more_rows:
+            return Verdict(False, reading + " columns")
+        if job.rule == "bird":
+            correct = bird_execution_match(rows, record.rows)
+        else:
+            correct = spider_execution_match(rows, record.rows, record.order_matters)
+        return Verdict(correct, reading + " columns")
 
     def _query(self, job: RunQuery) -> QueryOutcome:
         result = self._sandbox(job.db_path).execute(job.sql, timeout_s=job.timeout_s)
@@ -173,12 +224,21 @@ class Worker:
     def _gold(self, ref: GoldRef) -> Gold:
         gold = self._golds.pop(ref, None)
         if gold is None:
-            record = read_gold(Path(ref.bank), ref.question_id)
+            record = self._record(ref)
             gold = prepare_gold(record.rows, record.order_matters)
         self._golds[ref] = gold
         if len(self._golds) > CACHED_GOLDS:
             self._golds.popitem(last=False)
         return gold
+
+    def _record(self, ref: GoldRef) -> GoldRecord:
+        record = self._records.pop(ref, None) or read_gold(
+            Path(ref.bank), ref.question_id
+        )
+        self._records[ref] = record
+        if len(self._records) > CACHED_GOLDS:
+            self._records.popitem(last=False)
+        return record
 
 
 def serve(sock: socket.socket) -> None:

@@ -19,17 +19,23 @@ from typing import Any
 import gradio as gr
 from fastapi import FastAPI
 
-from sql_env.models import ActionType, SQLAction, SQLObservation
+from sql_env.models import (
+    ANSWER_MODES,
+    SCHEMA_MODES,
+    ActionType,
+    AnswerMode,
+    SchemaMode,
+    SQLAction,
+    SQLObservation,
+)
 from sql_env.models import RewardMode as RewardModeType
 from sql_env.server.formatting import TableView, foreign_key_target
-from sql_env.server.question_bank import SPLITS as BANK_SPLITS
-from sql_env.server.question_bank import Table
+from sql_env.server.question_bank import BankFormatError, Table
 from sql_env.server.rewards import REWARD_MODES
 from sql_env.server.session_guard import SessionSlots
 from sql_env.server.sql_environment import SQLEnvironment
 
 ANY_DATABASE = "(any database)"
-SPLITS = tuple(reversed(BANK_SPLITS))  # dev first: its questions are the showcase
 # Routes of OpenEnv's generic web interface that drive one environment shared by
 # every visitor (and a /ws/ui broadcast that one slow reader stalls for all).
 SHARED_WEB_ROUTES = frozenset({"/web/reset", "/web/step", "/web/state", "/ws/ui"})
@@ -123,13 +129,31 @@ def result_html(
 
 
 def question_markdown(observation: SQLObservation) -> str:
-    """The question and where it lives."""
+    """The question, its evidence, where it lives, and the schema when given."""
     tables = ", ".join(f"`{t}`" for t in observation.tables)
-    return (
-        f"### {observation.question}\n\n"
+    parts = [f"### {observation.question}"]
+    if observation.evidence:
+        parts.append(f"**Evidence:** {observation.evidence}")
+    parts.append(
         f"Question `{observation.question_id}` on database `{observation.db_id}`. "
         f"Tables: {tables}"
     )
+    if observation.db_schema:
+        parts.append(f"```sql\n{observation.db_schema}\n```")
+    return "\n\n".join(parts)
+
+
+def playable_splits(env_factory: Callable[[], SQLEnvironment]) -> list[str]:
+    """``dataset/split`` names with questions, dev splits first (the showcase)."""
+    try:
+        env = env_factory()
+    except (OSError, BankFormatError):  # no data yet: /health says so
+        return []
+    try:
+        splits = env.list_splits()
+    finally:
+        env.close()
+    return sorted(splits, key=lambda name: (not name.endswith("/dev"), name))
 
 
 def status_markdown(observation: SQLObservation, total_reward: float) -> str:
@@ -301,6 +325,8 @@ def build_web_ui(
         question_id: str,
         seed: str,
         reward_mode: RewardModeType,
+        schema_mode: SchemaMode,
+        answer_mode: AnswerMode,
         request: gr.Request,
     ) -> tuple[Any, ...]:
         if visitor is None:
@@ -316,7 +342,15 @@ def build_web_ui(
                 del present[key]  # expired with their state
             if request.session_hash:
                 present[request.session_hash] = visitor
-        kwargs: dict[str, Any] = {"split": split, "reward_mode": reward_mode}
+        dataset, _, split_name = (split or "").rpartition("/")
+        kwargs: dict[str, Any] = {
+            "split": split_name,
+            "reward_mode": reward_mode,
+            "schema": schema_mode,
+            "answer": answer_mode,
+        }
+        if dataset:
+            kwargs["dataset"] = dataset
         if question_id.strip():
             kwargs["question_id"] = question_id.strip()
         if database and database != ANY_DATABASE:
@@ -361,8 +395,12 @@ def build_web_ui(
             "SQL (QUERY), then ANSWER. The reward comes with the answer."
         )
         with gr.Row(equal_height=True):
+            splits = playable_splits(env_factory)
             split = gr.Dropdown(
-                list(SPLITS), value=SPLITS[0], label="Split", elem_id="sqlenv-split"
+                splits,
+                value=splits[0] if splits else None,
+                label="Dataset / split",
+                elem_id="sqlenv-split",
             )
             database = gr.Dropdown(
                 [ANY_DATABASE],
@@ -383,6 +421,18 @@ def build_web_ui(
                 value=REWARD_MODES[0],
                 label="Reward mode",
                 elem_id="sqlenv-reward-mode",
+            )
+            schema_mode = gr.Dropdown(
+                list(SCHEMA_MODES),
+                value=SCHEMA_MODES[0],
+                label="Schema",
+                elem_id="sqlenv-schema-mode",
+            )
+            answer_mode = gr.Dropdown(
+                list(ANSWER_MODES),
+                value=ANSWER_MODES[0],
+                label="Answer by",
+                elem_id="sqlenv-answer-mode",
             )
             reset_button = gr.Button(
                 "New episode", variant="primary", elem_id="sqlenv-reset"
@@ -411,7 +461,7 @@ def build_web_ui(
                     query_button = gr.Button("QUERY", elem_id="sqlenv-query")
                 with gr.Row(equal_height=True):
                     answer = gr.Textbox(
-                        label="Answer (JSON, or one value per line)",
+                        label="Answer (values as JSON or one per line; or SQL)",
                         scale=3,
                         elem_id="sqlenv-answer-text",
                     )
@@ -440,6 +490,8 @@ def build_web_ui(
                 question_id,
                 seed,
                 reward_mode,
+                schema_mode,
+                answer_mode,
             ],
             outputs=shown,
             api_name="new_episode",

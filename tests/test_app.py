@@ -93,7 +93,7 @@ def test_task_api_serves_questions_without_gold(
     client: TestClient, tiny_data_dir: Path
 ) -> None:
     splits = client.get("/sql_env/splits").json()
-    assert {s["name"] for s in splits} == {"train", "dev"}
+    assert {s["name"] for s in splits} == {"spider/train", "spider/dev"}
     count = client.post("/sql_env/num_tasks", json={"split": "dev"}).json()
     assert count["num_tasks"] == len(load_bank(tiny_data_dir).eligible("dev"))
     task = client.post("/sql_env/task", json={"split": "dev", "index": 0}).json()

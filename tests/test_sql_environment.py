@@ -212,7 +212,8 @@ def test_reset_filters_by_db_and_hardness(env: SQLEnvironment) -> None:
 def test_reset_by_index_follows_the_task_list(env: SQLEnvironment) -> None:
     task = env.get_task("dev", 2)
     assert env.reset(split="dev", index=2).question_id == task["id"]
-    assert env.num_tasks("dev") == 6 and env.list_splits() == ["train", "dev"]
+    assert env.num_tasks("dev") == 6 == env.num_tasks("spider/dev")
+    assert env.list_splits() == ["spider/dev", "spider/train"]
     assert len(env.get_task_range("dev", 1, 3)) == 2
 
 
@@ -224,7 +225,11 @@ def test_reset_by_index_follows_the_task_list(env: SQLEnvironment) -> None:
         ({"split": "test"}, "Unknown split"),
         ({"split": "dev", "db_id": "nowhere"}, "Unknown db_id"),
         ({"split": "train", "db_id": "shop"}, "belongs to split 'dev'"),
-        ({"hardness": "impossible"}, "Unknown hardness"),
+        ({"hardness": "impossible"}, "Unknown difficulty"),
+        ({"difficulty": "impossible"}, "Unknown difficulty"),
+        ({"dataset": "nowhere"}, "Unknown dataset"),
+        ({"schema": "partial"}, "schema: Input should be"),
+        ({"answer": "code"}, "answer: Input should be"),
         ({"reward_mode": "dense"}, "reward_mode: Input should be 'binary'"),
         ({"split": "dev", "index": 1.5}, "index: Input should be a valid int"),
         ({"question_id": ["spider/dev/0"]}, "question_id: Input should be"),
@@ -364,3 +369,82 @@ def test_sql_runs_in_worker_processes_not_in_this_one(tiny_data_dir: Path) -> No
     assert env.pool.stats.jobs == before + 1
     pids = env.pool.worker_pids()
     assert pids and os.getpid() not in pids
+
+
+def test_schema_given_puts_create_table_statements_in_the_reset(
+    env: SQLEnvironment,
+) -> None:
+    given = env.reset(question_id=COUNT_QID, schema="given")
+    assert given.db_schema.startswith("CREATE TABLE customer (")
+    assert "FOREIGN KEY (customer_id) REFERENCES customer (id)" in given.db_schema
+    assert "schema is given" in given.instructions
+    assert env.state.schema_mode == "given"
+    after = env.step(act("DESCRIBE", "orders"))
+    assert after.db_schema == "" and after.instructions == ""
+    hidden = env.reset(question_id=COUNT_QID)
+    assert hidden.db_schema == "" and "schema is given" not in hidden.instructions
+
+
+@pytest.mark.parametrize(
+    ("sql", "correct", "reading"),
+    [
+        pytest.param(
+            "SELECT name FROM customer WHERE country = 'France' ORDER BY name",
+            True,
+            "ran: 2 rows x 1 columns",
+            id="gold",
+        ),
+        pytest.param(
+            "SELECT name FROM customer WHERE country = 'France' ORDER BY name DESC",
+            False,
+            "ran: 2 rows x 1 columns",
+            id="order-flipped",
+        ),
+        pytest.param(
+            "SELECT name FROM customer", False, "ran: 6 rows x 1 columns", id="more"
+        ),
+        pytest.param(
+            "SELECT nope FROM customer", False, "no such column", id="sql-error"
+        ),
+        pytest.param("DELETE FROM customer", False, "the SQL failed", id="write"),
+    ],
+)
+def test_answers_by_sql_are_run_and_scored_by_the_official_rule(
+    env: SQLEnvironment, sql: str, correct: bool, reading: str
+) -> None:
+    start = env.reset(question_id=ORDERED_QID, answer="sql")
+    assert "ANSWER(sql)" in start.instructions and "Spider" in start.instructions
+    obs = env.step(act("ANSWER", sql))
+    assert obs.done and not obs.error and obs.answer_correct is correct
+    assert reading in obs.result
+    assert obs.reward == (1.0 if correct else 0.0)
+
+
+def test_an_answer_by_sql_that_runs_past_the_deadline_scores_zero(
+    tiny_data_dir: Path,
+) -> None:
+    env = SQLEnvironment(tiny_data_dir, query_timeout_s=0.3)
+    env.reset(question_id=COUNT_QID, answer="sql")
+    obs = env.step(
+        act(
+            "ANSWER",
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+            "SELECT count(*) FROM c",
+        )
+    )
+    assert obs.done and obs.answer_correct is False and "longer than" in obs.result
+
+
+def test_answers_by_value_say_how_they_were_read_and_nothing_of_the_gold(
+    env: SQLEnvironment,
+) -> None:
+    env.reset(question_id=ORDERED_QID)
+    obs = env.step(act("ANSWER", '["Ann", "Bob"]'))
+    assert obs.answer_correct is False and "read as" in obs.result
+    assert "Cleo" not in obs.result and "2 rows" not in obs.result.split("read as")[0]
+
+
+def test_instructions_describe_the_episode_for_a_newcomer(env: SQLEnvironment) -> None:
+    text = env.reset(question_id=COUNT_QID).instructions
+    for word in ("DESCRIBE", "SAMPLE", "QUERY", "ANSWER(value)", "15 steps"):
+        assert word in text

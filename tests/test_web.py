@@ -219,7 +219,14 @@ def visitor(url: str):
 
 def new_episode(client, question_id: str) -> tuple:
     return client.predict(
-        "dev", "(any database)", question_id, "", "binary", api_name="/new_episode"
+        "spider/dev",
+        "(any database)",
+        question_id,
+        "",
+        "binary",
+        "hidden",
+        "value",
+        api_name="/new_episode",
     )
 
 
