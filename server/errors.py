@@ -31,9 +31,5 @@ class UnknownTableError(SQLEnvError):
     """DESCRIBE or SAMPLE named a table the database does not have."""
 
 
-class EpisodeOverError(SQLEnvError):
-    """An action arrived after the episode ended, or before any reset."""
-
-
 class AnswerFormatError(SQLEnvError):
     """ANSWER's argument cannot be checked as sent (too long, unreadable)."""

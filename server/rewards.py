@@ -24,6 +24,13 @@ REWARD_MODES: tuple[RewardMode, ...] = get_args(RewardMode)
 CORRECT_REWARD = 1.0
 PROGRESS_WEIGHT = 0.2
 STEP_COST = 0.01
+# Every step's reward lies in this range in both modes (openenv.yaml declares it):
+# shaped mode's worst step loses all progress and pays the step cost; its best
+# answers correctly while reaching the gold result.
+STEP_REWARD_RANGE = (
+    -PROGRESS_WEIGHT - STEP_COST,
+    CORRECT_REWARD + PROGRESS_WEIGHT - STEP_COST,
+)
 
 
 def closeness(rows: Sequence[Sequence[Any]], gold: Gold) -> float:

@@ -157,3 +157,36 @@ GOLDS = [
 def test_closeness_never_raises_and_stays_in_unit_interval(rows: list[list]) -> None:
     for gold in GOLDS:
         assert 0.0 <= closeness(rows, gold) <= 1.0
+
+
+def test_the_manifest_declares_the_step_reward_range_and_version() -> None:
+    import importlib.metadata
+    from pathlib import Path
+
+    import yaml
+
+    from sql_env.server.rewards import STEP_REWARD_RANGE
+
+    manifest = yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / "openenv.yaml").read_text()
+    )
+    low, high = manifest["validation"]["reward"]["range"]
+    assert (low, high) == pytest.approx(STEP_REWARD_RANGE)
+    assert manifest["version"] == importlib.metadata.version("openenv-sql-env")
+
+
+@pytest.mark.parametrize("mode", ["binary", "shaped"])
+def test_no_step_reward_leaves_the_declared_range(mode: str) -> None:
+    from sql_env.server.rewards import STEP_REWARD_RANGE, step_reward
+
+    low, high = STEP_REWARD_RANGE
+    for answered, correct in itertools.product((False, True), repeat=2):
+        for before, after in itertools.product((0.0, 0.5, 1.0), repeat=2):
+            reward = step_reward(
+                mode,
+                answered=answered,
+                correct=correct and answered,
+                potential_before=before,
+                potential_after=after,
+            )
+            assert low - 1e-12 <= reward <= high + 1e-12
