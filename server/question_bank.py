@@ -193,6 +193,13 @@ class QuestionBank:
             self._db_split.setdefault(q.db_id, q.split)
             if q.excluded is None:
                 self._eligible.setdefault(q.split, []).append(q)
+        self._splits = tuple(dict.fromkeys(q.split for q in self._questions.values()))
+        seen = list(dict.fromkeys(q.hardness for q in self._questions.values()))
+        self._levels = tuple(
+            [level for level in HARDNESS_LEVELS if level in seen]
+            if set(seen) <= set(HARDNESS_LEVELS)
+            else seen
+        )
         self._by_db: dict[tuple[str, str], list[Question]] = {}
         for split, questions_ in self._eligible.items():
             for q in questions_:
@@ -209,15 +216,12 @@ class QuestionBank:
     @property
     def splits(self) -> list[str]:
         """The splits with questions, in the order they were built."""
-        return list(dict.fromkeys(q.split for q in self._questions.values()))
+        return list(self._splits)
 
     @property
     def levels(self) -> list[str]:
         """The difficulty levels of this dataset, easiest first where known."""
-        seen = list(dict.fromkeys(q.hardness for q in self._questions.values()))
-        if set(seen) <= set(HARDNESS_LEVELS):
-            return [level for level in HARDNESS_LEVELS if level in seen]
-        return seen
+        return list(self._levels)
 
     def get(self, question_id: str) -> Question:
         """The question with this id, excluded ones included.

@@ -391,6 +391,46 @@ def test_a_reset_flood_does_not_starve_other_sessions(server: ServerProcess) -> 
     assert floods[0] > 20
 
 
+def test_a_pipelined_reset_flood_does_not_starve_other_sessions(
+    server: ServerProcess,
+) -> None:
+    """Resets sent without waiting for replies, read by another thread."""
+    stop = threading.Event()
+    replies = [0]
+    flooder = WireClient(server.ws_url)
+    frame = json.dumps({"type": "reset", "data": {"split": "dev"}})
+
+    def write() -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while not stop.is_set():
+                flooder.send(frame)
+
+    def read() -> None:
+        with contextlib.suppress(ConnectionClosed, TimeoutError):
+            while not stop.is_set() or replies[0] == 0:
+                flooder.recv(timeout_s=30)
+                replies[0] += 1
+
+    threads = [threading.Thread(target=write), threading.Thread(target=read)]
+    for thread in threads:
+        thread.start()
+    try:
+        while replies[0] < 100:  # the flood is flowing
+            time.sleep(0.01)
+        with play(server) as other:
+            for _ in range(10):
+                other.reset(split="dev", db_id=DB_ID)
+                reply, elapsed = timed(other.step, "DESCRIBE", "singer")
+                assert not observation(reply)["error"]
+                assert elapsed < DEADLINE_S
+                assert health_s(server) < DEADLINE_S
+    finally:
+        stop.set()
+        flooder.close()
+        for thread in threads:
+            thread.join(timeout=60)
+
+
 def test_shaped_queries_that_read_no_table_earn_no_progress(
     server: ServerProcess,
 ) -> None:
