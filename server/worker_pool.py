@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -256,15 +256,8 @@ class WorkerPool:
             WorkerError: The job failed on a bug in the worker.
         """
         worker = self._acquire()
-        try:
+        with self._holding(worker, timeout_s):
             reply = worker.call(encode(job), timeout_s + KILL_GRACE_S)
-        except Exception as exc:
-            self._discard(worker)
-            raise self._failure(exc, timeout_s) from None
-        except BaseException:
-            self._discard(worker)
-            raise
-        self._release(worker)
         return self._unwrap(reply)
 
     async def run_async(self, job: Job, timeout_s: float) -> Any:
@@ -273,16 +266,22 @@ class WorkerPool:
         Cancelling the awaiting task kills the worker running the job.
         """
         worker = await self._acquire_async()
-        try:
+        with self._holding(worker, timeout_s):
             reply = await worker.call_async(encode(job), timeout_s + KILL_GRACE_S)
+        return self._unwrap(reply)
+
+    @contextlib.contextmanager
+    def _holding(self, worker: _Worker, timeout_s: float) -> Iterator[None]:
+        """Give the worker back after its job, or kill it if the job went wrong."""
+        try:
+            yield
         except Exception as exc:
             self._discard(worker)
             raise self._failure(exc, timeout_s) from None
-        except BaseException:
+        except BaseException:  # cancelled or interrupted: its reply is unwanted
             self._discard(worker)
             raise
         self._release(worker)
-        return self._unwrap(reply)
 
     def close(self) -> None:
         """Stop every worker; jobs still running fail. Safe to call twice."""

@@ -127,6 +127,17 @@ def assert_refused_for_capacity(server: ServerProcess) -> None:
         refused.close()
 
 
+def assert_others_answer(server: ServerProcess, rounds: int) -> None:
+    """Another session's steps and /health answer within the deadline margin."""
+    with play(server) as other:
+        for _ in range(rounds):
+            other.reset(split="dev", db_id=DB_ID)
+            reply, elapsed = timed(other.step, "DESCRIBE", "singer")
+            assert not observation(reply)["error"]
+            assert elapsed < DEADLINE_S
+            assert health_s(server) < DEADLINE_S
+
+
 def step_frame(action_type: str, argument: str) -> dict:
     return {"type": "step", "data": {"action_type": action_type, "argument": argument}}
 
@@ -378,13 +389,7 @@ def test_a_reset_flood_does_not_starve_other_sessions(server: ServerProcess) -> 
     flooder = threading.Thread(target=flood)
     flooder.start()
     try:
-        with play(server) as other:
-            for _ in range(20):
-                other.reset(split="dev", db_id=DB_ID)
-                reply, elapsed = timed(other.step, "DESCRIBE", "singer")
-                assert not observation(reply)["error"]
-                assert elapsed < DEADLINE_S
-                assert health_s(server) < DEADLINE_S
+        assert_others_answer(server, rounds=20)
     finally:
         stop.set()
         flooder.join(timeout=60)
@@ -417,13 +422,7 @@ def test_a_pipelined_reset_flood_does_not_starve_other_sessions(
     try:
         while replies[0] < 100:  # the flood is flowing
             time.sleep(0.01)
-        with play(server) as other:
-            for _ in range(10):
-                other.reset(split="dev", db_id=DB_ID)
-                reply, elapsed = timed(other.step, "DESCRIBE", "singer")
-                assert not observation(reply)["error"]
-                assert elapsed < DEADLINE_S
-                assert health_s(server) < DEADLINE_S
+        assert_others_answer(server, rounds=10)
     finally:
         stop.set()
         flooder.close()
