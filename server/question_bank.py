@@ -13,6 +13,12 @@ The server loads every question's public face and every schema once per process
 session and per HTTP request, costs a dictionary lookup; the server never holds a
 gold result. The SQL workers look up one question's gold result by id when they
 score an answer (``read_gold``), without parsing the rest of the bank.
+
+A dataset's bank also records its splits and its ordered difficulty levels, because
+they differ by dataset (Spider's computed hardness, BIRD's annotated difficulty, a
+custom dataset's own labels): the server validates a requested split or level
+against ``QuestionBank.splits`` and ``QuestionBank.levels``. ``make data`` writes
+banks with ``sql_env.ingest``.
 """
 
 import functools
@@ -29,11 +35,12 @@ import sql_env
 
 DEFAULT_DATA_DIR = Path(sql_env.__file__).resolve().parent / "data"
 DEFAULT_DATASET = "spider"
+# Spider's splits and hardness levels; other datasets name theirs in their bank.
 SPLITS = ("train", "dev")
 HARDNESS_LEVELS = ("easy", "medium", "hard", "extra")
 BANK_FILE = "bank.sqlite"
 # Bump whenever the tables below or the meaning of a column change.
-BANK_FORMAT = 2
+BANK_FORMAT = 3
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -51,13 +58,14 @@ CREATE TABLE question (
     tables_used TEXT NOT NULL,
     flags TEXT NOT NULL,
     excluded TEXT,
+    source_id TEXT,
     gold_rows TEXT NOT NULL
 );
 CREATE TABLE db_schema (db_id TEXT PRIMARY KEY, tables TEXT NOT NULL);
 """
 _PUBLIC_COLUMNS = (
     "id, split, db_id, question, evidence, gold_sql, gold_columns, order_matters, "
-    "hardness, tables_used, flags, excluded"
+    "hardness, tables_used, flags, excluded, source_id"
 )
 
 
@@ -72,6 +80,12 @@ class Question:
     The gold result lives only in the bank file and in the SQL workers that score
     answers; the server process never holds it. ``gold_rows`` reads it from the
     bank on each access, for baselines, data tools and tests.
+
+    ``id`` is ``<dataset>/<split>/<i>``, ``i`` the question's 0-based position
+    among its split's questions in the source file. ``hardness`` holds the
+    dataset's difficulty level (one of ``QuestionBank.levels``, or ``""`` where
+    the source gives none). ``source_id`` is the id the source file gave the
+    question (BIRD's ``question_id``, a custom file's ``id``), if any.
     """
 
     id: str
@@ -86,6 +100,7 @@ class Question:
     flags: tuple[str, ...] = ()
     excluded: str | None = None
     evidence: str = ""
+    source_id: str | None = None
     bank: str = field(default="", repr=False, compare=False)
 
     @property
@@ -172,7 +187,13 @@ class GoldRecord:
 
 
 class QuestionBank:
-    """One dataset's questions, its databases' schema facts and their paths."""
+    """One dataset's questions, its databases' schema facts and their paths.
+
+    Args:
+        splits: The dataset's splits in build order (Spider: dev, train, and test
+            when the source has it).
+        levels: The dataset's difficulty levels, easiest first.
+    """
 
     def __init__(
         self,
@@ -181,16 +202,25 @@ class QuestionBank:
         questions: Iterable[Question],
         schemas: dict[str, DatabaseSchema],
         stamp: dict[str, Any] | None = None,
+        *,
+        splits: Sequence[str] = SPLITS,
+        levels: Sequence[str] = HARDNESS_LEVELS,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.dataset = dataset
         self.schemas = schemas
         self.stamp = stamp or {}
+        self.splits = tuple(splits)
+        self.levels = tuple(levels)
         self._questions = {q.id: q for q in questions}
-        self._eligible: dict[str, list[Question]] = {s: [] for s in SPLITS}
-        self._db_split: dict[str, str] = {}
+        self._eligible: dict[str, list[Question]] = {s: [] for s in self.splits}
+        # A database may serve several splits (BIRD's dev and mini-dev, a custom
+        # file's splits); Spider's splits are disjoint by database.
+        self._db_splits: dict[str, list[str]] = {}
         for q in self._questions.values():
-            self._db_split.setdefault(q.db_id, q.split)
+            homes = self._db_splits.setdefault(q.db_id, [])
+            if q.split not in homes:
+                homes.append(q.split)
             if q.excluded is None:
                 self._eligible.setdefault(q.split, []).append(q)
         self._by_db: dict[tuple[str, str], list[Question]] = {}
@@ -234,11 +264,19 @@ class QuestionBank:
     def db_ids(self, split: str | None = None) -> list[str]:
         """Databases that have questions, of one split or all."""
         return sorted(
-            db for db, s in self._db_split.items() if split is None or s == split
+            db
+            for db, homes in self._db_splits.items()
+            if split is None or split in homes
         )
 
     def split_of(self, db_id: str) -> str | None:
-        return self._db_split.get(db_id)
+        """The first split with questions on this database (see ``splits_of``)."""
+        homes = self._db_splits.get(db_id)
+        return homes[0] if homes else None
+
+    def splits_of(self, db_id: str) -> tuple[str, ...]:
+        """Every split with questions on this database, in build order."""
+        return tuple(self._db_splits.get(db_id, ()))
 
     def schema(self, db_id: str) -> DatabaseSchema:
         return self.schemas[db_id]
@@ -306,6 +344,8 @@ def write_bank(
     questions: Sequence[tuple[Question, Sequence[Sequence[Any]]]],
     schemas: dict[str, Sequence[Table]],
     stamp: dict[str, Any],
+    splits: Sequence[str],
+    levels: Sequence[str],
 ) -> None:
     """Write a dataset's bank atomically: a reader sees the old file or the new one.
 
@@ -315,6 +355,8 @@ def write_bank(
         schemas: Each database's tables.
         stamp: What the build was made from (source fingerprint, rules version);
             ``read_stamp`` returns it so a build can tell it is up to date.
+        splits: The dataset's splits, in order.
+        levels: The dataset's difficulty levels, easiest first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -326,10 +368,15 @@ def write_bank(
             conn.executescript(_SCHEMA)
             conn.executemany(
                 "INSERT INTO meta VALUES (?, ?)",
-                [("format", str(BANK_FORMAT)), ("stamp", json.dumps(stamp))],
+                [
+                    ("format", str(BANK_FORMAT)),
+                    ("stamp", json.dumps(stamp)),
+                    ("splits", json.dumps(list(splits))),
+                    ("levels", json.dumps(list(levels))),
+                ],
             )
             conn.executemany(
-                "INSERT INTO question VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO question VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [
                     (
                         q.id,
@@ -345,6 +392,7 @@ def write_bank(
                         json.dumps(q.tables_used),
                         json.dumps(q.flags),
                         q.excluded,
+                        q.source_id,
                         json.dumps([list(row) for row in rows]),
                     )
                     for position, (q, rows) in enumerate(questions)
@@ -386,9 +434,10 @@ def load_bank(
     conn = _connect_read_only(path)
     try:
         _check_format(conn, path)
-        stamp = json.loads(
-            conn.execute("SELECT value FROM meta WHERE key = 'stamp'").fetchone()[0]
-        )
+        meta = {
+            key: json.loads(value)
+            for key, value in conn.execute("SELECT key, value FROM meta")
+        }
         questions = [
             Question(
                 id=row[0],
@@ -403,6 +452,7 @@ def load_bank(
                 tables_used=tuple(json.loads(row[9])),
                 flags=tuple(json.loads(row[10])),
                 excluded=row[11],
+                source_id=row[12],
                 bank=str(path),
             )
             for row in conn.execute(
@@ -418,7 +468,15 @@ def load_bank(
         }
     finally:
         conn.close()
-    return QuestionBank(Path(data_dir), dataset, questions, schemas, stamp)
+    return QuestionBank(
+        Path(data_dir),
+        dataset,
+        questions,
+        schemas,
+        meta["stamp"],
+        splits=meta["splits"],
+        levels=meta["levels"],
+    )
 
 
 def read_gold(path: Path, question_id: str) -> GoldRecord:

@@ -12,7 +12,7 @@ MODULES = [
     "sql_env.server.result_matching",
     "sql_env.server.rewards",
     "sql_env.server.formatting",
-    "sql_env.server.sql_analysis",
+    "sql_env.ingest.sql_analysis",
 ]
 
 
