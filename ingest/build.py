@@ -94,7 +94,7 @@ def build(
         name: The dataset's name (default: the adapter's); question ids start
             with it.
         force: Rebuild even when the bank is up to date.
-        workers: Processes for integrity checks and gold queries (default: one
+        workers: Threads for integrity checks and gold queries (default: one
             per CPU).
 
     Raises:

@@ -79,7 +79,7 @@ def run_golds(
 
     Args:
         golds: ``(database, sql)`` pairs; a database of None is missing.
-        workers: Processes to run them in.
+        workers: Threads to run them on.
         desc: The progress bar's label.
     """
     results: list[GoldResult] = [GoldResult(excluded=MISSING_DATABASE)] * len(golds)

@@ -1,15 +1,14 @@
-"""Run a build step's independent jobs in worker processes, with one progress bar.
+"""Run a build step's independent jobs on worker threads, with one progress bar.
 
 Gold queries and integrity checks on BIRD's multi-gigabyte databases take minutes
-each on one core; they share nothing, so they run in a process pool (SQLite work
-holds the GIL only between calls, but a process is also what a runaway query
-cannot outlive). With one worker, or one job, everything runs in this process.
+each on one core. They share nothing, and SQLite releases the GIL while a
+statement runs, so threads can run them on several cores; unlike worker processes,
+threads need no importable ``__main__`` (a notebook, ``python -``) and copy nothing.
 """
 
-import multiprocessing
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import TypeVar
 
 from tqdm import tqdm
@@ -35,12 +34,12 @@ def run_jobs(
     unit: str,
     sizes: Sequence[int] | None = None,
 ) -> list[R]:
-    """``[fn(job) for job in jobs]``, in worker processes, in the jobs' order.
+    """``[fn(job) for job in jobs]`` on worker threads, in the jobs' order.
 
     Args:
-        fn: A module-level function (it is pickled to the workers).
+        fn: Called once per job, on any thread; jobs must not share state.
         jobs: Its arguments, one per call.
-        workers: Processes to use; 1 runs everything here.
+        workers: Threads to use; 1 runs everything on this thread.
         desc: The progress bar's label.
         unit: What the bar counts.
         sizes: How much each job advances the bar (default: 1 each).
@@ -53,9 +52,7 @@ def run_jobs(
                 results[i] = fn(job)
                 bar.update(sizes[i])
             return results  # type: ignore[return-value]
-        # spawn: workers start clean, whatever threads the caller runs.
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
+        with ThreadPoolExecutor(min(workers, len(jobs))) as pool:
             futures = {pool.submit(fn, job): i for i, job in enumerate(jobs)}
             for future in as_completed(futures):
                 i = futures[future]

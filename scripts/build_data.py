@@ -49,7 +49,7 @@ class BuildArgs:
     )
     force: bool = field(default=False, metadata={"help": "Rebuild even if current"})
     workers: int | None = field(
-        default=None, metadata={"help": "Processes for the golds (default: CPUs)"}
+        default=None, metadata={"help": "Threads for the golds (default: CPUs)"}
     )
 
 

@@ -174,6 +174,7 @@ def _database_folder(root: Path, name: str, split: str) -> Path:
     for db_id, script in BIRD_DATABASES[split].items():
         make_database(folder / db_id / f"{db_id}.sqlite", script)
         description = folder / db_id / "database_description" / "table.csv"
+        description.parent.mkdir()
         description.write_text("original_column_name,column_description\nid,the id\n")
     return folder
 
