@@ -9,10 +9,13 @@ PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
 # `make data` builds one dataset (spider, bird or custom; docs/datasets.md) from
 # SOURCE: a directory, a .zip or a URL (default: the dataset's own). NAME names it
-# (default: the dataset's name). SPIDER_SOURCE is Spider's default source.
-DATASET ?= spider
-SOURCE ?=
-NAME ?=
+# (default: the dataset's name); DATA_DIR is where (default: data/). These are set
+# on the command line only (`:=`: a NAME or SOURCE in the environment is ignored);
+# SPIDER_SOURCE, Spider's default source, may also come from the environment.
+DATASET := spider
+SOURCE :=
+NAME :=
+DATA_DIR :=
 SPIDER_SOURCE ?=
 PORT ?= 8000
 
@@ -42,7 +45,8 @@ venv-dev: $(VENV)/.dev
 
 data: $(VENV)/.runtime
 	SPIDER_SOURCE="$(SPIDER_SOURCE)" $(PY) -m sql_env.scripts.build_data \
-		--dataset $(DATASET) $(if $(SOURCE),--source "$(SOURCE)") $(if $(NAME),--name "$(NAME)")
+		--dataset $(DATASET) $(if $(SOURCE),--source "$(SOURCE)") \
+		$(if $(NAME),--name "$(NAME)") $(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
 
 serve: data
 	PORT=$(PORT) $(VENV)/bin/server

@@ -41,6 +41,7 @@ HARDNESS_LEVELS = ("easy", "medium", "hard", "extra")
 BANK_FILE = "bank.sqlite"
 # Bump whenever the tables below or the meaning of a column change.
 BANK_FORMAT = 3
+BANKS_CACHED = 32  # (dataset, bank file) pairs kept loaded per process
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -415,22 +416,35 @@ def write_bank(
         raise
 
 
-@functools.cache
 def load_bank(
     data_dir: Path = DEFAULT_DATA_DIR, dataset: str = DEFAULT_DATASET
 ) -> QuestionBank:
-    """Read a dataset's questions and schemas once per process.
+    """Read a dataset's questions and schemas once per process and bank file.
+
+    A rebuilt bank (a new file, written by ``make data``) is read again on the
+    next call; an unchanged one costs a ``stat``.
 
     Raises:
         BankFormatError: The bank is missing (run ``make data``) or was written in
             another format.
     """
     path = bank_path(data_dir, dataset)
-    if not path.is_file():
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
         raise BankFormatError(
             f"No question bank for dataset {dataset!r} at {path}; run `make data` "
             "to build it."
-        )
+        ) from None
+    version = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    return _load_bank(Path(data_dir), dataset, version)
+
+
+@functools.lru_cache(maxsize=BANKS_CACHED)
+def _load_bank(
+    data_dir: Path, dataset: str, version: tuple[int, int, int]
+) -> QuestionBank:
+    path = bank_path(data_dir, dataset)
     conn = _connect_read_only(path)
     try:
         _check_format(conn, path)
