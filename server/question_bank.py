@@ -14,11 +14,8 @@ session and per HTTP request, costs a dictionary lookup; the server never holds 
 gold result. The SQL workers look up one question's gold result by id when they
 score an answer (``read_gold``), without parsing the rest of the bank.
 
-A dataset's bank also records its splits and its ordered difficulty levels, because
-they differ by dataset (Spider's computed hardness, BIRD's annotated difficulty, a
-custom dataset's own labels): the server validates a requested split or level
-against ``QuestionBank.splits`` and ``QuestionBank.levels``. ``make data`` writes
-banks with ``sql_env.ingest``.
+A bank also records its dataset's splits and ordered difficulty levels, which differ
+by dataset (``QuestionBank.splits``, ``.levels``). ``sql_env.ingest`` writes banks.
 """
 
 import functools
@@ -82,11 +79,9 @@ class Question:
     answers; the server process never holds it. ``gold_rows`` reads it from the
     bank on each access, for baselines, data tools and tests.
 
-    ``id`` is ``<dataset>/<split>/<i>``, ``i`` the question's 0-based position
-    among its split's questions in the source file. ``hardness`` holds the
-    dataset's difficulty level (one of ``QuestionBank.levels``, or ``""`` where
-    the source gives none). ``source_id`` is the id the source file gave the
-    question (BIRD's ``question_id``, a custom file's ``id``), if any.
+    ``id`` is ``<dataset>/<split>/<i>``, ``i`` the position in the split's source
+    file; ``source_id`` is the id that file gave it, if any. ``hardness`` is one of
+    ``QuestionBank.levels``, or ``""`` where the source gives no difficulty.
     """
 
     id: str
@@ -190,10 +185,7 @@ class GoldRecord:
 class QuestionBank:
     """One dataset's questions, its databases' schema facts and their paths.
 
-    Args:
-        splits: The dataset's splits in build order (Spider: dev, train, and test
-            when the source has it).
-        levels: The dataset's difficulty levels, easiest first.
+    ``splits`` are in build order, ``levels`` (difficulty) easiest first.
     """
 
     def __init__(
@@ -217,11 +209,9 @@ class QuestionBank:
         self._eligible: dict[str, list[Question]] = {s: [] for s in self.splits}
         # A database may serve several splits (BIRD's dev and mini-dev, a custom
         # file's splits); Spider's splits are disjoint by database.
-        self._db_splits: dict[str, list[str]] = {}
+        self._db_splits: dict[str, dict[str, None]] = {}
         for q in self._questions.values():
-            homes = self._db_splits.setdefault(q.db_id, [])
-            if q.split not in homes:
-                homes.append(q.split)
+            self._db_splits.setdefault(q.db_id, {})[q.split] = None
             if q.excluded is None:
                 self._eligible.setdefault(q.split, []).append(q)
         self._by_db: dict[tuple[str, str], list[Question]] = {}
@@ -264,16 +254,12 @@ class QuestionBank:
 
     def db_ids(self, split: str | None = None) -> list[str]:
         """Databases that have questions, of one split or all."""
-        return sorted(
-            db
-            for db, homes in self._db_splits.items()
-            if split is None or split in homes
-        )
+        dbs = self._db_splits.items()
+        return sorted(db for db, homes in dbs if split is None or split in homes)
 
     def split_of(self, db_id: str) -> str | None:
         """The first split with questions on this database (see ``splits_of``)."""
-        homes = self._db_splits.get(db_id)
-        return homes[0] if homes else None
+        return next(iter(self._db_splits.get(db_id, ())), None)
 
     def splits_of(self, db_id: str) -> tuple[str, ...]:
         """Every split with questions on this database, in build order."""
@@ -421,8 +407,7 @@ def load_bank(
 ) -> QuestionBank:
     """Read a dataset's questions and schemas once per process and bank file.
 
-    A rebuilt bank (a new file, written by ``make data``) is read again on the
-    next call; an unchanged one costs a ``stat``.
+    A rebuilt bank (``make data``) is read again; an unchanged one costs a stat.
 
     Raises:
         BankFormatError: The bank is missing (run ``make data``) or was written in
@@ -441,9 +426,8 @@ def load_bank(
 
 
 @functools.lru_cache(maxsize=BANKS_CACHED)
-def _load_bank(
-    data_dir: Path, dataset: str, version: tuple[int, int, int]
-) -> QuestionBank:
+def _load_bank(data_dir: Path, dataset: str, version: tuple) -> QuestionBank:
+    """``load_bank`` for one version (inode, size, mtime) of the bank file."""
     path = bank_path(data_dir, dataset)
     conn = _connect_read_only(path)
     try:
