@@ -8,7 +8,7 @@ import pytest
 
 from sql_env.ingest.build import build
 from sql_env.ingest.sources import SourceError, walk_files
-from sql_env.server.question_bank import list_datasets, load_bank
+from sql_env.server.question_bank import database_path, list_datasets, load_bank
 from tests.source_fixtures import (
     BIRD_DEV,
     BIRD_MINIDEV,
@@ -59,6 +59,8 @@ def test_official_zips_over_http_build_dev_and_train(
     assert result.report["databases"]["missing"] == ["thrombosis_prediction"]
     assert result.report["splits"]["train"]["excluded"] == {"gold_empty": 1}
     assert public_view(tmp_path) == public_view(bird_data)  # as from the files
+    installed = database_path(tmp_path, "bird", "card_games")
+    assert installed.stat().st_nlink == 2  # linked to the unpacked copy, not copied
     unpacked = [p.relative_to(tmp_path) for p in (tmp_path / "cache").rglob("*")]
     assert not [p for p in unpacked if "__MACOSX" in p.parts or p.suffix == ".zip"
                 and "unpacked" in p.parts]  # fmt: skip
