@@ -2,11 +2,10 @@
 
 An adapter knows one dataset's published layout. Given the source's local
 directories (a ``SourceTree``, from ``sources.resolve``) it finds the question
-files and the databases,
-checks every record, and returns a ``SourceData``: each split's questions in
-source order (a question's position there becomes its id), the database files by
-db_id, and the dataset's difficulty levels. It runs no SQL; the build verifies
-the databases and runs the golds.
+files and the databases, checks every record, and returns a ``SourceData``: each
+split's questions in source order (a question's position there becomes its id),
+the database files by db_id, and the dataset's difficulty levels. It runs no SQL;
+the build verifies the databases and runs the golds.
 """
 
 import json
@@ -16,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from sql_env.ingest.sources import SourceError, SourceTree
+
+# Fields that may be written as integers in JSON (BIRD's question_id).
+ID_FIELDS = frozenset({"id", "question_id"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,10 +125,6 @@ def text_fields(
         else:
             values[name] = value
     return values, problems
-
-
-# Fields that may be written as integers in JSON.
-ID_FIELDS = frozenset({"id", "question_id"})
 
 
 def ordered_levels(known: Sequence[str], seen: Sequence[str]) -> tuple[str, ...]:

@@ -133,8 +133,9 @@ def build(
             workers=workers,
             desc=f"{split} gold queries",
         )
+        corrupt = set(databases["failed_integrity"])
         built = [
-            _question(name, i, item, gold, databases["failed_integrity"])
+            _question(name, i, item, gold, corrupt)
             for i, (item, gold) in enumerate(zip(items, golds, strict=True))
         ]
         entries += built
@@ -203,7 +204,7 @@ def _question(
     index: int,
     item: SourceQuestion,
     gold: GoldResult,
-    corrupt: Sequence[str],
+    corrupt: set[str],
 ) -> tuple[Question, tuple[tuple[Any, ...], ...]]:
     """The bank's question for one source question and its gold result."""
     excluded = gold.excluded
