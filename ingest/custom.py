@@ -144,49 +144,21 @@ def read(tree: SourceTree) -> SourceData:
     splits: dict[str, list[SourceQuestion]] = {}
     problems: list[str] = []
     unused: dict[str, int] = {}
-    first_line: dict[str, int] = {}
+    id_lines: dict[str, int] = {}
     for number, record, bad in read_lines(path):
         where = f"{path.name} line {number}"
-        problems += [f"{where}: {problem}" for problem in bad]
         if bad:
+            problems += [f"{where}: {problem}" for problem in bad]
             continue
-        fields, bad = text_fields(record, where, REQUIRED, OPTIONAL)
-        if isinstance(record, dict):
-            for name in record:
-                if name not in (*REQUIRED, *OPTIONAL):
-                    unused.setdefault(name, number)
-        split = fields.get("split", DEFAULT_SPLIT)
-        if not SPLIT_NAME.fullmatch(split):
-            bad.append(f"{where}: split {split!r} is not letters, digits, _ or -")
-        db_id = fields.get("db_id")
-        if db_id is not None and db_id not in databases:
-            bad.append(f"{where}: unknown db_id {db_id!r}; {_known(databases)}")
-        elif db_id in ambiguous:
-            bad.append(
-                f"{where}: db_id {db_id!r} matches several files: "
-                + ", ".join(p.name for p in ambiguous[db_id])
-            )
-        source_id = fields.get("id")
-        if source_id is not None:
-            if source_id in first_line:
-                bad.append(
-                    f"{where}: id {source_id!r} is already used on line "
-                    f"{first_line[source_id]}"
-                )
-            first_line.setdefault(source_id, number)
+        for name in record if isinstance(record, dict) else ():
+            if name not in (*REQUIRED, *OPTIONAL):
+                unused.setdefault(name, number)
+        question, bad = _check(record, where, databases, ambiguous, id_lines)
+        if question.source_id is not None:
+            id_lines.setdefault(question.source_id, number)
         problems += bad
         if not bad:
-            splits.setdefault(split, []).append(
-                SourceQuestion(
-                    split=split,
-                    db_id=fields["db_id"],
-                    question=fields["question"],
-                    sql=fields["sql"],
-                    evidence=fields.get("evidence", ""),
-                    difficulty=fields.get("difficulty", ""),
-                    source_id=source_id,
-                )
-            )
+            splits.setdefault(question.split, []).append(question)
     if not problems and not splits:
         problems.append(f"{path.name}: no questions")
     if problems:
@@ -206,6 +178,45 @@ def read(tree: SourceTree) -> SourceData:
         files=(path, *chosen.values()),
         notes=(*notes, *note),
     )
+
+
+def _check(
+    record: Any,
+    where: str,
+    databases: dict[str, Path],
+    ambiguous: dict[str, list[Path]],
+    id_lines: dict[str, int],
+) -> tuple[SourceQuestion, list[str]]:
+    """One line's question, and its problems (the question is unusable if any).
+
+    Args:
+        id_lines: The line of each id seen so far, to report a reused one.
+    """
+    fields, bad = text_fields(record, where, REQUIRED, OPTIONAL)
+    split = fields.get("split", DEFAULT_SPLIT)
+    if not SPLIT_NAME.fullmatch(split):
+        bad.append(f"{where}: split {split!r} is not letters, digits, _ or -")
+    db_id = fields.get("db_id", "")
+    if "db_id" in fields and db_id not in databases:
+        bad.append(f"{where}: unknown db_id {db_id!r}; {_known(databases)}")
+    elif db_id in ambiguous:
+        names = ", ".join(p.name for p in ambiguous[db_id])
+        bad.append(f"{where}: db_id {db_id!r} matches several files: {names}")
+    source_id = fields.get("id") if fields.get("id", "").strip() else None
+    if source_id is not None and source_id in id_lines:
+        bad.append(
+            f"{where}: id {source_id!r} is already used on line {id_lines[source_id]}"
+        )
+    question = SourceQuestion(
+        split=split,
+        db_id=db_id,
+        question=fields.get("question", ""),
+        sql=fields.get("sql", ""),
+        evidence=fields.get("evidence", ""),
+        difficulty=fields.get("difficulty", ""),
+        source_id=source_id,
+    )
+    return question, bad
 
 
 def _levels(
