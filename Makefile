@@ -7,7 +7,15 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # torch first, pinned, so nothing pulls a CUDA build on CPU machines.
 TORCH_SPEC ?= torch==2.13.0
-# Where Spider comes from: a directory, a .zip or a URL (see scripts/build_data.py).
+# `make data` builds one dataset (spider, bird or custom; docs/datasets.md) from
+# SOURCE: a directory, a .zip or a URL (default: the dataset's own). NAME names it
+# (default: the dataset's name); DATA_DIR is where (default: data/). These are set
+# on the command line only (`:=`: a NAME or SOURCE in the environment is ignored);
+# SPIDER_SOURCE, Spider's default source, may also come from the environment.
+DATASET := spider
+SOURCE :=
+NAME :=
+DATA_DIR :=
 SPIDER_SOURCE ?=
 PORT ?= 8000
 
@@ -17,6 +25,7 @@ help:
 	@echo "make serve  - set up and start the server on the Spider data (port $(PORT))"
 	@echo "make test   - set up and run the whole test suite"
 	@echo "make data   - fetch Spider, verify it and build the question bank"
+	@echo "     (make data DATASET=bird | DATASET=custom SOURCE=dir: docs/datasets.md)"
 	@echo "make test-fast, lint, format, bench, stage, push, container-test,"
 	@echo "     eval-baselines, train-demo, train-smoke (see README.md)"
 
@@ -35,7 +44,9 @@ venv: $(VENV)/.runtime
 venv-dev: $(VENV)/.dev
 
 data: $(VENV)/.runtime
-	SPIDER_SOURCE="$(SPIDER_SOURCE)" $(PY) -m sql_env.scripts.build_data
+	SPIDER_SOURCE="$(SPIDER_SOURCE)" $(PY) -m sql_env.scripts.build_data \
+		--dataset $(DATASET) $(if $(SOURCE),--source "$(SOURCE)") \
+		$(if $(NAME),--name "$(NAME)") $(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
 
 serve: data
 	PORT=$(PORT) $(VENV)/bin/server

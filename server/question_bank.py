@@ -13,6 +13,9 @@ The server loads every question's public face and every schema once per process
 session and per HTTP request, costs a dictionary lookup; the server never holds a
 gold result. The SQL workers look up one question's gold result by id when they
 score an answer (``read_gold``), without parsing the rest of the bank.
+
+A bank also records its dataset's splits and ordered difficulty levels, which differ
+by dataset (``QuestionBank.splits``, ``.levels``). ``sql_env.ingest`` writes banks.
 """
 
 import functools
@@ -29,11 +32,13 @@ import sql_env
 
 DEFAULT_DATA_DIR = Path(sql_env.__file__).resolve().parent / "data"
 DEFAULT_DATASET = "spider"
+# Spider's splits and hardness levels; other datasets name theirs in their bank.
 SPLITS = ("train", "dev")
 HARDNESS_LEVELS = ("easy", "medium", "hard", "extra")
 BANK_FILE = "bank.sqlite"
 # Bump whenever the tables below or the meaning of a column change.
-BANK_FORMAT = 2
+BANK_FORMAT = 3
+BANKS_CACHED = 32  # (dataset, bank file) pairs kept loaded per process
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -51,13 +56,14 @@ CREATE TABLE question (
     tables_used TEXT NOT NULL,
     flags TEXT NOT NULL,
     excluded TEXT,
+    source_id TEXT,
     gold_rows TEXT NOT NULL
 );
 CREATE TABLE db_schema (db_id TEXT PRIMARY KEY, tables TEXT NOT NULL);
 """
 _PUBLIC_COLUMNS = (
     "id, split, db_id, question, evidence, gold_sql, gold_columns, order_matters, "
-    "hardness, tables_used, flags, excluded"
+    "hardness, tables_used, flags, excluded, source_id"
 )
 
 
@@ -72,6 +78,10 @@ class Question:
     The gold result lives only in the bank file and in the SQL workers that score
     answers; the server process never holds it. ``gold_rows`` reads it from the
     bank on each access, for baselines, data tools and tests.
+
+    ``id`` is ``<dataset>/<split>/<i>``, ``i`` the position in the split's source
+    file; ``source_id`` is the id that file gave it, if any. ``hardness`` is one of
+    ``QuestionBank.levels``, or ``""`` where the source gives no difficulty.
     """
 
     id: str
@@ -86,6 +96,7 @@ class Question:
     flags: tuple[str, ...] = ()
     excluded: str | None = None
     evidence: str = ""
+    source_id: str | None = None
     bank: str = field(default="", repr=False, compare=False)
 
     @property
@@ -172,7 +183,10 @@ class GoldRecord:
 
 
 class QuestionBank:
-    """One dataset's questions, its databases' schema facts and their paths."""
+    """One dataset's questions, its databases' schema facts and their paths.
+
+    ``splits`` are in build order, ``levels`` (difficulty) easiest first.
+    """
 
     def __init__(
         self,
@@ -181,25 +195,25 @@ class QuestionBank:
         questions: Iterable[Question],
         schemas: dict[str, DatabaseSchema],
         stamp: dict[str, Any] | None = None,
+        *,
+        splits: Sequence[str] = SPLITS,
+        levels: Sequence[str] = HARDNESS_LEVELS,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.dataset = dataset
         self.schemas = schemas
         self.stamp = stamp or {}
+        self.splits = tuple(splits)
+        self.levels = tuple(levels)
         self._questions = {q.id: q for q in questions}
-        self._eligible: dict[str, list[Question]] = {s: [] for s in SPLITS}
-        self._db_split: dict[str, str] = {}
+        self._eligible: dict[str, list[Question]] = {s: [] for s in self.splits}
+        # A database may serve several splits (BIRD's dev and mini-dev, a custom
+        # file's splits); Spider's splits are disjoint by database.
+        self._db_splits: dict[str, dict[str, None]] = {}
         for q in self._questions.values():
-            self._db_split.setdefault(q.db_id, q.split)
+            self._db_splits.setdefault(q.db_id, {})[q.split] = None
             if q.excluded is None:
                 self._eligible.setdefault(q.split, []).append(q)
-        self._splits = tuple(dict.fromkeys(q.split for q in self._questions.values()))
-        seen = list(dict.fromkeys(q.hardness for q in self._questions.values()))
-        self._levels = tuple(
-            [level for level in HARDNESS_LEVELS if level in seen]
-            if set(seen) <= set(HARDNESS_LEVELS)
-            else seen
-        )
         self._by_db: dict[tuple[str, str], list[Question]] = {}
         for split, questions_ in self._eligible.items():
             for q in questions_:
@@ -212,16 +226,6 @@ class QuestionBank:
     def path(self) -> Path:
         """The bank file, which the SQL workers read gold results from."""
         return bank_path(self.data_dir, self.dataset)
-
-    @property
-    def splits(self) -> list[str]:
-        """The splits with questions, in the order they were built."""
-        return list(self._splits)
-
-    @property
-    def levels(self) -> list[str]:
-        """The difficulty levels of this dataset, easiest first where known."""
-        return list(self._levels)
 
     def get(self, question_id: str) -> Question:
         """The question with this id, excluded ones included.
@@ -250,12 +254,16 @@ class QuestionBank:
 
     def db_ids(self, split: str | None = None) -> list[str]:
         """Databases that have questions, of one split or all."""
-        return sorted(
-            db for db, s in self._db_split.items() if split is None or s == split
-        )
+        dbs = self._db_splits.items()
+        return sorted(db for db, homes in dbs if split is None or split in homes)
 
     def split_of(self, db_id: str) -> str | None:
-        return self._db_split.get(db_id)
+        """The first split with questions on this database (see ``splits_of``)."""
+        return next(iter(self._db_splits.get(db_id, ())), None)
+
+    def splits_of(self, db_id: str) -> tuple[str, ...]:
+        """Every split with questions on this database, in build order."""
+        return tuple(self._db_splits.get(db_id, ()))
 
     def schema(self, db_id: str) -> DatabaseSchema:
         return self.schemas[db_id]
@@ -323,6 +331,8 @@ def write_bank(
     questions: Sequence[tuple[Question, Sequence[Sequence[Any]]]],
     schemas: dict[str, Sequence[Table]],
     stamp: dict[str, Any],
+    splits: Sequence[str],
+    levels: Sequence[str],
 ) -> None:
     """Write a dataset's bank atomically: a reader sees the old file or the new one.
 
@@ -332,6 +342,8 @@ def write_bank(
         schemas: Each database's tables.
         stamp: What the build was made from (source fingerprint, rules version);
             ``read_stamp`` returns it so a build can tell it is up to date.
+        splits: The dataset's splits, in order.
+        levels: The dataset's difficulty levels, easiest first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -343,10 +355,15 @@ def write_bank(
             conn.executescript(_SCHEMA)
             conn.executemany(
                 "INSERT INTO meta VALUES (?, ?)",
-                [("format", str(BANK_FORMAT)), ("stamp", json.dumps(stamp))],
+                [
+                    ("format", str(BANK_FORMAT)),
+                    ("stamp", json.dumps(stamp)),
+                    ("splits", json.dumps(list(splits))),
+                    ("levels", json.dumps(list(levels))),
+                ],
             )
             conn.executemany(
-                "INSERT INTO question VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO question VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [
                     (
                         q.id,
@@ -362,6 +379,7 @@ def write_bank(
                         json.dumps(q.tables_used),
                         json.dumps(q.flags),
                         q.excluded,
+                        q.source_id,
                         json.dumps([list(row) for row in rows]),
                     )
                     for position, (q, rows) in enumerate(questions)
@@ -384,28 +402,40 @@ def write_bank(
         raise
 
 
-@functools.cache
 def load_bank(
     data_dir: Path = DEFAULT_DATA_DIR, dataset: str = DEFAULT_DATASET
 ) -> QuestionBank:
-    """Read a dataset's questions and schemas once per process.
+    """Read a dataset's questions and schemas once per process and bank file.
+
+    A rebuilt bank (``make data``) is read again; an unchanged one costs a stat.
 
     Raises:
         BankFormatError: The bank is missing (run ``make data``) or was written in
             another format.
     """
     path = bank_path(data_dir, dataset)
-    if not path.is_file():
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
         raise BankFormatError(
             f"No question bank for dataset {dataset!r} at {path}; run `make data` "
             "to build it."
-        )
+        ) from None
+    version = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    return _load_bank(Path(data_dir), dataset, version)
+
+
+@functools.lru_cache(maxsize=BANKS_CACHED)
+def _load_bank(data_dir: Path, dataset: str, version: tuple) -> QuestionBank:
+    """``load_bank`` for one version (inode, size, mtime) of the bank file."""
+    path = bank_path(data_dir, dataset)
     conn = _connect_read_only(path)
     try:
         _check_format(conn, path)
-        stamp = json.loads(
-            conn.execute("SELECT value FROM meta WHERE key = 'stamp'").fetchone()[0]
-        )
+        meta = {
+            key: json.loads(value)
+            for key, value in conn.execute("SELECT key, value FROM meta")
+        }
         questions = [
             Question(
                 id=row[0],
@@ -420,6 +450,7 @@ def load_bank(
                 tables_used=tuple(json.loads(row[9])),
                 flags=tuple(json.loads(row[10])),
                 excluded=row[11],
+                source_id=row[12],
                 bank=str(path),
             )
             for row in conn.execute(
@@ -435,7 +466,15 @@ def load_bank(
         }
     finally:
         conn.close()
-    return QuestionBank(Path(data_dir), dataset, questions, schemas, stamp)
+    return QuestionBank(
+        Path(data_dir),
+        dataset,
+        questions,
+        schemas,
+        meta["stamp"],
+        splits=meta["splits"],
+        levels=meta["levels"],
+    )
 
 
 def read_gold(path: Path, question_id: str) -> GoldRecord:

@@ -417,16 +417,16 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
                 f"of {', '.join(bank.levels)}."
             )
         if db_id is not None:
-            home = bank.split_of(db_id)
-            if home is None:
+            homes = bank.splits_of(db_id)
+            if not homes:
                 raise ValueError(
                     f"Unknown db_id {db_id[:60]!r}; split {split!r} has: "
                     f"{', '.join(bank.db_ids(split))}."
                 )
-            if home != split:
+            if split not in homes:
                 raise ValueError(
-                    f"Database {db_id!r} belongs to split {home!r}, not {split!r}; "
-                    f"pass split={home!r}."
+                    f"Database {db_id!r} belongs to split(s) {', '.join(homes)}, "
+                    f"not {split!r}; pass split={homes[0]!r}."
                 )
         pool = bank.eligible(split, db_id=db_id, hardness=hardness)
         if not pool:

@@ -1,18 +1,22 @@
-"""Shared fixtures: a tiny Spider-like source built by the real build script.
+"""Shared fixtures: a tiny Spider-like source built by the real data build.
 
 ``tiny_data_dir`` is fast and self-contained (two small SQLite databases);
 ``spider_data_dir`` is the real data built by ``make data`` and is only used
 by tests marked ``slow``.
 """
 
+import functools
+import http.server
 import json
-import sqlite3
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from sql_env.scripts.build_data import build
+from sql_env.ingest.build import build
 from sql_env.server.question_bank import DEFAULT_DATA_DIR, load_bank
+from tests.source_fixtures import make_database
 
 SHOP_SQL = """
 CREATE TABLE customer (
@@ -88,14 +92,6 @@ TRAIN = [
 ]
 
 
-def make_database(path: Path, script: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path)
-    conn.executescript(script)
-    conn.commit()
-    conn.close()
-
-
 def make_spider_source(root: Path) -> Path:
     """A directory laid out like Spider, with two small databases."""
     make_database(root / "database" / "shop" / "shop.sqlite", SHOP_SQL)
@@ -115,8 +111,29 @@ def tiny_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_data_dir(tmp_path_factory: pytest.TempPathFactory, tiny_source: Path) -> Path:
     data_dir = tmp_path_factory.mktemp("data")
-    build(str(tiny_source), data_dir)
+    build("spider", [str(tiny_source)], data_dir)
     return data_dir
+
+
+@pytest.fixture
+def serve_dir() -> Iterator[Callable[[Path], str]]:
+    """Serve a directory over HTTP on localhost; returns its base URL."""
+    servers: list[http.server.ThreadingHTTPServer] = []
+
+    def start(directory: Path) -> str:
+        handler = functools.partial(
+            http.server.SimpleHTTPRequestHandler, directory=str(directory)
+        )
+        handler.log_message = lambda *args: None  # type: ignore[attr-defined]
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture(scope="session")

@@ -21,19 +21,30 @@ import pytest
 
 from sql_env.scripts.benchmark import ServerProcess, WireClient
 from sql_env.scripts.benchmark import sqlenv_server as make_server
+from sql_env.server.episode_text import instructions
 from sql_env.server.question_bank import (
     HARDNESS_LEVELS,
     Question,
     QuestionBank,
     load_bank,
 )
+from sql_env.server.sql_environment import MAX_STEPS
 
 pytestmark = pytest.mark.slow
 
 EPISODES_PER_SPLIT = 100
 SEED = 5
 ENV_NAME = "sql_env"
-PUBLIC_TASK_KEYS = {"id", "index", "split", "db_id", "question", "hardness"}
+PUBLIC_TASK_KEYS = {
+    "id",
+    "index",
+    "dataset",
+    "split",
+    "db_id",
+    "question",
+    "evidence",
+    "hardness",
+}
 GOLD_KEY = re.compile(r"gold", re.IGNORECASE)
 
 
@@ -59,6 +70,15 @@ def text_of(payload) -> str:
     return norm("\n".join(strings(payload)))
 
 
+INSTRUCTIONS = instructions(
+    schema_mode="hidden",
+    answer_mode="value",
+    rule="spider",
+    max_steps=MAX_STEPS,
+    evidence=False,
+)
+
+
 def secret_values(question: Question, bank: QuestionBank) -> set[str]:
     """Gold cells an observation could not show by chance: long, non-numeric, and
     not in the question text, the table names or the ids."""
@@ -66,6 +86,7 @@ def secret_values(question: Question, bank: QuestionBank) -> set[str]:
         " ".join(
             (question.question, question.db_id, question.id, question.split)
             + HARDNESS_LEVELS
+            + (INSTRUCTIONS,)  # the same words for every question
         )
     )
     tables = {norm(t) for t in bank.schema(question.db_id).table_names}
@@ -221,10 +242,10 @@ def test_info_routes_never_show_gold(server: ServerProcess, bank, path: str):
 
 def test_task_api_never_shows_gold(server: ServerProcess, bank: QuestionBank):
     splits = get(server, f"/{ENV_NAME}/splits")
-    assert {s["name"] for s in splits} == {"dev", "train"}
-    for split in ("dev", "train"):
+    assert {s["name"] for s in splits} == {"spider/dev", "spider/train"}
+    for split in ("dev", "train", "spider/dev"):
         count = get(server, f"/{ENV_NAME}/num_tasks", {"split": split})["num_tasks"]
-        assert count == len(bank.eligible(split))
+        assert count == len(bank.eligible(split.removeprefix("spider/")))
         tasks = get(server, f"/{ENV_NAME}/tasks", {"split": split})["tasks"]
         assert len(tasks) == count
         assert_public_tasks(tasks, bank, f"tasks/{split}")

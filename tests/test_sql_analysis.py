@@ -1,4 +1,4 @@
-"""Tests for ``server/sql_analysis.py``.
+"""Tests for ``ingest/sql_analysis.py``.
 
 The fast tables pin each function's contract on hand-written queries. The slow tests
 check the sqlglot analysis against Spider's own parsed ``sql`` dicts on the dev set,
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from sql_env.server.sql_analysis import hardness, has_order_by, tables_used
+from sql_env.ingest.sql_analysis import hardness, has_order_by, tables_used
 
 SPIDER_DIR = Path("/work/shared/spider")
 

@@ -23,7 +23,7 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from sql_env.scripts.build_data import jsonable
+from sql_env.ingest.gold import jsonable
 from sql_env.server.errors import SQLEnvError
 from sql_env.server.question_bank import Question, load_bank
 from sql_env.server.sandbox import Sandbox

@@ -1,12 +1,13 @@
-"""Static analysis of Spider gold SQL: tables read, top-level ORDER BY, hardness.
+"""Static analysis of gold SQL: tables read, top-level ORDER BY, hardness.
 
-Why this module exists: the question bank is built once from Spider, and three facts
-about each gold query are needed then, without running it:
+Why this module exists: the question bank is built once per dataset (``make data``),
+and three facts about each gold query are needed then, without running it:
 
 - ``tables_used`` tells the oracle policy which tables to DESCRIBE;
 - ``has_order_by`` tells the answer verifier whether row order is part of the answer;
 - ``hardness`` gives Spider's official difficulty level (easy/medium/hard/extra), so
-  curricula and reports can be split the way Spider papers split them.
+  curricula and reports can be split the way Spider papers split them (and a custom
+  dataset without its own difficulty labels still gets levels).
 
 sqlglot serves analysis only, never safety: what may run is decided by the sandbox
 (SQLite's own authorizer on a read-only connection). A query sqlglot cannot parse may
