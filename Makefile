@@ -66,7 +66,7 @@ format: $(VENV)/.dev
 	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
 
 clean:
-	rm -rf $(VENV) data/databases data/questions .pytest_cache .ruff_cache
+	rm -rf $(VENV) data/*/ .pytest_cache .ruff_cache
 
 # --- server/space targets (helper) ---
 # The Space is what `openenv push` uploads from the repository root: the tree without

@@ -128,3 +128,16 @@ def test_difficulty_filters_per_dataset(multi_data: Path) -> None:
             assert obs.question_id in {q.id for q in pool}
     with pytest.raises(ValueError, match="Unknown difficulty 'easy' of bird"):
         env.reset(dataset="bird", split="dev", difficulty="easy")
+
+
+def test_a_database_filter_keeps_to_that_database(multi_data: Path) -> None:
+    env = SQLEnvironment(multi_data)
+    bank = load_bank(multi_data, "bird")
+    databases = sorted({q.db_id for q in bank.eligible("dev")})
+    assert len(databases) >= 2  # so a broken filter would show
+    for db_id in databases:
+        for seed in range(8):
+            obs = env.reset(dataset="bird", split="dev", db_id=db_id, seed=seed)
+            assert obs.db_id == db_id
+    with pytest.raises(ValueError, match="belongs to split"):
+        env.reset(dataset="bird", split="train", db_id=databases[0])

@@ -200,15 +200,6 @@ def test_same_seed_gives_same_questions(tiny_data_dir: Path) -> None:
     assert len(set(questions(7) + questions(8))) > 1
 
 
-def test_reset_filters_by_db_and_hardness(env: SQLEnvironment) -> None:
-    for seed in range(5):
-        obs = env.reset(seed=seed, split="train", db_id="school")
-        assert obs.db_id == "school"
-    assert env.reset(split="dev", hardness="easy").question_id in {
-        q.id for q in load_bank(env._bank.data_dir).eligible("dev", hardness="easy")
-    }
-
-
 def test_reset_by_index_follows_the_task_list(env: SQLEnvironment) -> None:
     task = env.get_task("dev", 2)
     assert env.reset(split="dev", index=2).question_id == task["id"]
