@@ -215,7 +215,7 @@ def test_reset_by_index_follows_the_task_list(env: SQLEnvironment) -> None:
         ({"question_id": "spider/dev/6"}, "excluded"),
         ({"split": "test"}, "Unknown split"),
         ({"split": "dev", "db_id": "nowhere"}, "Unknown db_id"),
-        ({"split": "train", "db_id": "shop"}, "belongs to split(s) dev"),
+        ({"split": "train", "db_id": "shop"}, r"belongs to split\(s\) dev"),
         ({"hardness": "impossible"}, "Unknown difficulty"),
         ({"difficulty": "impossible"}, "Unknown difficulty"),
         ({"dataset": "nowhere"}, "Unknown dataset"),
