@@ -26,7 +26,7 @@ from sql_env.training.environment import (
     check_session_capacity,
     tool_schemas,
 )
-from sql_env.training.prompts import answer_json, training_prompt
+from sql_env.training.prompts import answer_json
 from sql_env.training.rollout import OraclePolicy, run_episode
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -80,38 +80,12 @@ def test_only_the_four_actions_are_tools() -> None:
         if callable(member) and not name.startswith("_")
     }
     assert public - {"reset", "get_reward"} == set(TOOL_NAMES)
+    # GRPOTrainer lists them as inspect.getmembers does: by name.
+    assert TOOL_NAMES == ("answer", "describe", "query", "sample")
+    assert [s["function"]["name"] for s in tool_schemas()] == list(TOOL_NAMES)
     schemas = {s["function"]["name"]: s["function"] for s in tool_schemas()}
     assert schemas["query"]["parameters"]["required"] == ["sql"]
     assert schemas["describe"]["parameters"]["properties"]["table_name"]["description"]
-
-
-def test_sft_data_renders_like_grpo_prompts(tiny_data_dir: Path) -> None:
-    from sql_env.training.models import build_tiny_tokenizer
-    from sql_env.training.sft import sft_dataset
-
-    questions = select_questions(load_bank(tiny_data_dir), "train")
-    dataset = sft_dataset(questions, tiny_data_dir)
-    assert len(dataset) == len(questions)
-    example = dataset[0]
-    messages = example["messages"]
-    assert [m["role"] for m in messages[:3]] == ["system", "user", "assistant"]
-    calls = [m["tool_calls"][0]["function"] for m in messages if m.get("tool_calls")]
-    assert [c["name"] for c in calls][-2:] == ["query", "answer"]
-    assert all(
-        set(c["arguments"]) in ({"table_name"}, {"sql"}, {"value"}) for c in calls
-    )
-
-    # TRL renders the tools from the bound methods of the environment.
-    tokenizer = build_tiny_tokenizer()
-    env = SQLToolEnv(tiny_data_dir)
-    trl_tools = [getattr(env, name) for name in TOOL_NAMES]
-    prompt = messages[:2]
-    from_data = tokenizer.apply_chat_template(
-        prompt, tools=json.loads(example["tools"]), tokenize=False
-    )
-    like_trl = tokenizer.apply_chat_template(prompt, tools=trl_tools, tokenize=False)
-    assert from_data == like_trl
-    assert training_prompt()[0] == prompt[0]
 
 
 def test_oracle_plans_from_the_bank_not_from_observations(tiny_data_dir: Path) -> None:
@@ -125,42 +99,23 @@ def test_oracle_plans_from_the_bank_not_from_observations(tiny_data_dir: Path) -
     assert episode.messages[-1] == {"role": "assistant", "content": "Done."}
 
 
-def test_tiny_model_builds_with_tool_template() -> None:
-    from trl.chat_template_utils import supports_tool_calling
-
-    from sql_env.training.models import build_tiny_model
-
-    model, tokenizer = build_tiny_model()
-    assert supports_tool_calling(tokenizer)
-    assert sum(p.numel() for p in model.parameters()) < 300_000
-    ids = tokenizer("<tool_call>x</tool_call>")["input_ids"]
-    assert tokenizer.convert_ids_to_tokens(ids)[0] == "<tool_call>"
-
-
 @pytest.fixture(scope="module")
 def warm_tiny_model(tiny_data_dir: Path):
     """The tiny model after SFT on the tiny train split's gold trajectories."""
-    from trl import SFTConfig
-
     from sql_env.training.models import build_tiny_model
+    from sql_env.training.recipes import recipe_for_device, sft_config
     from sql_env.training.sft import run_sft, sft_dataset
 
     model, tokenizer = build_tiny_model(seed=0)
     dataset = sft_dataset(
         select_questions(load_bank(tiny_data_dir), "train"), tiny_data_dir
     )
-    config = SFTConfig(
-        output_dir=str(tiny_data_dir.parent / "sft_out"),
+    config = sft_config(
+        recipe_for_device("cpu"),
+        str(tiny_data_dir.parent / "sft_out"),
         max_steps=40,
-        learning_rate=2e-2,
         lr_scheduler_type="constant",
         per_device_train_batch_size=len(dataset),
-        assistant_only_loss=True,
-        use_cpu=True,
-        bf16=False,
-        gradient_checkpointing=False,
-        report_to="none",
-        save_strategy="no",
         disable_tqdm=True,
         seed=0,
     )

@@ -17,6 +17,7 @@ exact tools and texts it was trained with.
 """
 
 import functools
+import inspect
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -28,8 +29,9 @@ from sql_env.client import SQLEnvClient
 from sql_env.models import RewardMode, SQLAction, SQLObservation
 from sql_env.training.prompts import question_text, tool_result_text
 
-TOOL_NAMES = ("describe", "sample", "query", "answer")
 DEFAULT_MAX_STEPS = 15
+# Public methods of an environment that GRPOTrainer does not turn into tools.
+NOT_TOOLS = ("reset", "get_reward")
 
 
 class EpisodeOverError(RuntimeError):
@@ -267,8 +269,30 @@ def make_env_factory(
     )
 
 
+def tool_names(env_class: type = SQLToolEnv) -> tuple[str, ...]:
+    """The tools of an ``environment_factory`` class, in the order TRL lists them.
+
+    GRPOTrainer takes every public function of the class except ``reset`` and
+    ``get_reward``, through ``inspect.getmembers``, which sorts by name: the
+    prompt lists ``answer, describe, query, sample`` in that order.
+    """
+    return tuple(
+        name
+        for name, _ in inspect.getmembers(env_class, predicate=inspect.isfunction)
+        if name not in NOT_TOOLS and not name.startswith("_")
+    )
+
+
+TOOL_NAMES = tool_names()
+
+
 def tool_schemas() -> list[dict[str, Any]]:
-    """JSON schemas of the four tools, exactly as TRL renders them in the prompt."""
+    """JSON schemas of the tools, in GRPO's order, as the chat template renders them.
+
+    ``apply_chat_template`` turns each tool function GRPOTrainer passes into this
+    schema (``get_json_schema``), so SFT data, evaluation and GRPO prompts list
+    the same tools in the same order.
+    """
     from transformers.utils import get_json_schema
 
     return [get_json_schema(getattr(SQLToolEnv, name)) for name in TOOL_NAMES]
