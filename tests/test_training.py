@@ -29,6 +29,7 @@ from sql_env.training.environment import (
 from sql_env.training.prompts import answer_json
 from sql_env.training.rollout import OraclePolicy, run_episode
 
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
@@ -233,14 +234,22 @@ def test_make_sft_data_saves_a_reloadable_dataset(
 ) -> None:
     from datasets import load_from_disk
 
-    from sql_env.scripts.make_sft_data import main as make_sft_data
-
-    path = make_sft_data(["--data_dir", str(tiny_data_dir), "--out", str(tmp_path)])
-    dataset = load_from_disk(str(path))
+    subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPTS / "make_sft_data.py"),
+            *("--data_dir", str(tiny_data_dir), "--out", str(tmp_path)),
+        ],
+        check=True,
+    )
+    dataset = load_from_disk(str(tmp_path / "dataset"))
     assert len(dataset) == len(load_bank(tiny_data_dir).eligible("train"))
     call = dataset[0]["messages"][2]["tool_calls"][0]["function"]
     assert call == {
         "name": "describe",
         "arguments": {"table_name": call["arguments"]["table_name"]},
     }
+    assert [t["function"]["name"] for t in json.loads(dataset[0]["tools"])] == list(
+        TOOL_NAMES
+    )
     assert json.loads((tmp_path / "sample.json").read_text())["question_id"]

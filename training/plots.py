@@ -146,13 +146,14 @@ def plot_policy_comparison(
     """
     labels = list(summaries)
     rates = [summaries[label]["success_rate"] for label in labels]
+    # Clipped at 0: a summary from elsewhere may round a bound past its rate.
     errors = [
         [
-            rate - summaries[label]["ci95"][0]
+            max(0.0, rate - summaries[label]["ci95"][0])
             for label, rate in zip(labels, rates, strict=True)
         ],
         [
-            summaries[label]["ci95"][1] - rate
+            max(0.0, summaries[label]["ci95"][1] - rate)
             for label, rate in zip(labels, rates, strict=True)
         ],
     ]
@@ -162,6 +163,28 @@ def plot_policy_comparison(
     ax.set_ylabel("success rate (95% CI)")
     n = {summaries[label]["n"] for label in labels}
     ax.set_title(f"Success on {'/'.join(str(k) for k in sorted(n))} questions")
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=120)
+    plt.close(fig)
+    return Path(out_path)
+
+
+def plot_stages(stages: Mapping[str, float], out_path: Path, title: str) -> Path:
+    """Bar chart of one rate at successive stages of a run (overfit check)."""
+    labels = list(stages)
+    values = [stages[label] for label in labels]
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(labels) + 1.5), 3.5))
+    bars = ax.bar(labels, values, color="#55a868")
+    for bar, value in zip(bars, values, strict=True):
+        ax.annotate(
+            f"{value:.0%}",
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+        )
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("success rate")
+    ax.set_title(title)
     fig.tight_layout()
     fig.savefig(out_path, dpi=120)
     plt.close(fig)

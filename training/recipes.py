@@ -76,7 +76,7 @@ RECIPES: dict[str, Recipe] = {
         beta=0.0,
         use_vllm=False,
         learning_rate=1e-4,
-        sft_learning_rate=2e-2,
+        sft_learning_rate=5e-3,
     ),
     # 16 GB, no bf16: fp16 autocast; no room for a reference model or vLLM.
     "t4": Recipe(
@@ -174,19 +174,10 @@ def recipe_for_device(device: str | None = None) -> Recipe:
     return recipe
 
 
-def grpo_config(recipe: Recipe, output_dir: str, **overrides: Any) -> Any:
-    """A ``trl.GRPOConfig`` with the recipe's settings; keywords override any.
-
-    Args:
-        recipe: From :func:`recipe_for_device`.
-        output_dir: Where TRL writes (checkpoints are off unless overridden).
-        **overrides: Any ``GRPOConfig`` field (``max_steps``, ``seed``, ...).
-    """
-    from trl import GRPOConfig
-
-    kwargs: dict[str, Any] = {
+def grpo_settings(recipe: Recipe) -> dict[str, Any]:
+    """The ``GRPOConfig`` fields a recipe sets (TRL's defaults for the rest)."""
+    settings: dict[str, Any] = {
         **recipe.precision_kwargs(),
-        "output_dir": output_dir,
         "learning_rate": recipe.learning_rate,
         "per_device_train_batch_size": recipe.per_device_train_batch_size,
         "num_generations": recipe.num_generations,
@@ -202,10 +193,24 @@ def grpo_config(recipe: Recipe, output_dir: str, **overrides: Any) -> Any:
         "save_strategy": "no",
     }
     if recipe.use_vllm:
-        kwargs["vllm_mode"] = "colocate"
-        kwargs["vllm_gpu_memory_utilization"] = recipe.vllm_gpu_memory_utilization
-    kwargs.update(overrides)
-    return GRPOConfig(**kwargs)
+        settings["vllm_mode"] = "colocate"
+        settings["vllm_gpu_memory_utilization"] = recipe.vllm_gpu_memory_utilization
+    return settings
+
+
+def grpo_config(recipe: Recipe, output_dir: str, **overrides: Any) -> Any:
+    """A ``trl.GRPOConfig`` with the recipe's settings; keywords override any.
+
+    Args:
+        recipe: From :func:`recipe_for_device`.
+        output_dir: Where TRL writes (checkpoints are off unless overridden).
+        **overrides: Any ``GRPOConfig`` field (``max_steps``, ``seed``, ...).
+    """
+    from trl import GRPOConfig
+
+    return GRPOConfig(
+        **{**grpo_settings(recipe), "output_dir": output_dir, **overrides}
+    )
 
 
 def sft_config(recipe: Recipe, output_dir: str, **overrides: Any) -> Any:

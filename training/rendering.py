@@ -18,7 +18,9 @@ model's own is not prefix-preserving, as for Qwen3) and ``apply_chat_template``.
 ``tests/test_token_identity.py`` checks the result against a real GRPOTrainer.
 """
 
+import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from transformers import PreTrainedTokenizerBase
@@ -28,6 +30,8 @@ from trl.chat_template_utils import (
 )
 
 Message = dict[str, Any]
+# Saved next to a trained model, so evaluation renders as training did.
+CHAT_TEMPLATE_KWARGS_FILE = "chat_template_kwargs.json"
 
 
 class RenderingError(ValueError):
@@ -43,6 +47,21 @@ def training_chat_template(tokenizer: PreTrainedTokenizerBase) -> str | None:
     if is_chat_template_prefix_preserving(tokenizer):
         return None
     return get_training_chat_template(tokenizer)
+
+
+def save_chat_template_kwargs(model_dir: Path, kwargs: Mapping[str, Any]) -> Path:
+    """Record the ``chat_template_kwargs`` a model was trained with."""
+    path = Path(model_dir) / CHAT_TEMPLATE_KWARGS_FILE
+    path.write_text(json.dumps(dict(kwargs)) + "\n", encoding="utf-8")
+    return path
+
+
+def load_chat_template_kwargs(model_dir: Path) -> dict[str, Any]:
+    """The ``chat_template_kwargs`` saved with a model ({} if none or no dir)."""
+    path = Path(model_dir) / CHAT_TEMPLATE_KWARGS_FILE
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 class ConversationRenderer:

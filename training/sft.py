@@ -182,3 +182,34 @@ def run_sft(
     )
     trainer.train()
     return trainer.model
+
+
+def warm_start(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    questions: Iterable[Question],
+    config: SFTConfig,
+    *,
+    data_dir: Path | None = None,
+    env_url: str | None = None,
+    chat_template_kwargs: Mapping[str, Any] | None = None,
+) -> int:
+    """SFT on the oracle's trajectories of ``questions`` (bank questions).
+
+    Args:
+        model: The chat model (trained in place).
+        tokenizer: Its tokenizer.
+        questions: Train questions of the local bank (the oracle reads their
+            gold SQL).
+        config: SFT settings (``recipes.sft_config``).
+        data_dir: Data directory (question bank and databases).
+        env_url: Play the trajectories on a SQLEnv server instead.
+        chat_template_kwargs: The ``chat_template_kwargs`` GRPO will use.
+
+    Returns:
+        The number of trajectories trained on.
+    """
+    dataset = sft_dataset(questions, data_dir, env_url)
+    logger.info("SFT warm start: %d trajectories", len(dataset))
+    run_sft(model, tokenizer, dataset, config, chat_template_kwargs)
+    return len(dataset)
