@@ -10,6 +10,8 @@ ships with the package.
 
 import json
 import random
+import shutil
+import subprocess
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,13 +23,18 @@ from sql_env.server.question_bank import (
     HARDNESS_LEVELS,
     Question,
     QuestionBank,
+    database_path,
     load_bank,
+    questions_dir,
 )
 
 DB_LIST_FILE = "db_list.json"
 # openenv.yaml's name: OpenEnv serves the task API under /<name>/.
 TASK_API_ENV_NAME = "sql_env"
 TASK_API_TIMEOUT_S = 60.0
+# Where the notebook clones SQLENV_SOURCE (its install cell uses the same name).
+SOURCE_CLONE_DIR = Path("sqlenv")
+SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 class Task(Protocol):
@@ -89,6 +96,61 @@ def fetch_tasks(
         )
         for t in tasks
     ]
+
+
+def has_data(data_dir: Path) -> bool:
+    """True when ``data_dir`` holds a built question bank."""
+    return (questions_dir(Path(data_dir)) / "manifest.json").is_file()
+
+
+def data_from_source(
+    source: str, clone_dir: Path = SOURCE_CLONE_DIR, data_dir: Path | None = None
+) -> Path:
+    """The built data: ``data_dir``, the package's, or a clone of ``source``'s.
+
+    The notebook's ``SQLENV_SOURCE`` is a git repository holding the package
+    and the built data (the Space's repository, ``git+https://...``); it is
+    cloned once into ``clone_dir``. Spaces keep binary files in Git LFS: the
+    clone pulls them when ``git lfs`` is installed and fails clearly when the
+    databases are still LFS pointers.
+
+    Args:
+        source: ``git+URL`` (or a plain git URL) of SQLEnv's source.
+        clone_dir: Where to clone it.
+        data_dir: A data directory to use as it is (None: find one).
+
+    Returns:
+        A directory with a built question bank and its databases.
+
+    Raises:
+        FileNotFoundError: The source holds no built data.
+        RuntimeError: The databases are Git LFS pointers (no ``git lfs``).
+    """
+    if data_dir is not None:
+        return Path(data_dir)
+    if has_data(DEFAULT_DATA_DIR):
+        return DEFAULT_DATA_DIR
+    clone_dir = Path(clone_dir)
+    if not clone_dir.exists():
+        url = source.removeprefix("git+")
+        subprocess.run(
+            ["git", "clone", "--depth", "1", url, str(clone_dir)], check=True
+        )
+    if shutil.which("git-lfs"):
+        subprocess.run(["git", "-C", str(clone_dir), "lfs", "pull"], check=True)
+    found = clone_dir / "data"
+    if not has_data(found):
+        raise FileNotFoundError(f"{source} holds no built data under data/.")
+    bank = load_bank(found)
+    sample = database_path(found, bank.eligible("dev")[0].db_id)
+    with sample.open("rb") as handle:
+        if handle.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
+            raise RuntimeError(
+                f"{sample} is not a SQLite file (a Git LFS pointer?): install "
+                "git-lfs (apt-get install git-lfs) and run `git lfs pull` in "
+                f"{clone_dir}."
+            )
+    return found
 
 
 def resolve_db_ids(
