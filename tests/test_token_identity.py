@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import torch
 from transformers import TrainerCallback
-from trl import GRPOConfig, GRPOTrainer, SFTConfig
+from trl import GRPOTrainer
 
 from sql_env.server.question_bank import load_bank
 from sql_env.training.data import select_questions
@@ -36,6 +36,7 @@ from sql_env.training.evaluation import evaluate
 from sql_env.training.grpo import grpo_dataset
 from sql_env.training.llm_policy import TransformersPolicy
 from sql_env.training.models import load_model
+from sql_env.training.recipes import grpo_config, recipe_for_device, sft_config
 from sql_env.training.sft import run_sft, sft_dataset
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -47,6 +48,7 @@ CASES = [
     pytest.param("tiny-qwen3", {"enable_thinking": False}, id="qwen3-no-thinking"),
 ]
 LARGE = 1e4
+CPU = recipe_for_device("cpu")
 
 
 class Replay:
@@ -112,15 +114,11 @@ def trajectory(tiny_data_dir: Path):
 def sft_stream(model, tokenizer, dataset, kwargs, tmp_path):
     """Input ids and loss mask of the one example, as SFTTrainer fed them."""
     capture = CaptureBatches()
-    config = SFTConfig(
-        output_dir=str(tmp_path / "sft"),
+    config = sft_config(
+        CPU,
+        str(tmp_path / "sft"),
         max_steps=1,
         per_device_train_batch_size=1,
-        max_length=4096,
-        use_cpu=True,
-        bf16=False,
-        report_to="none",
-        save_strategy="no",
         disable_tqdm=True,
     )
     run_sft(model, tokenizer, dataset, config, kwargs, callbacks=[capture])
@@ -132,21 +130,16 @@ def sft_stream(model, tokenizer, dataset, kwargs, tmp_path):
 
 def grpo_stream(model, tokenizer, question, data_dir, kwargs, tmp_path):
     """Ids and loss mask of each rollout a real GRPOTrainer built, on ``question``."""
-    config = GRPOConfig(
-        output_dir=str(tmp_path / "grpo"),
-        use_cpu=True,
-        bf16=False,
-        gradient_checkpointing=False,
+    config = grpo_config(
+        CPU,
+        str(tmp_path / "grpo"),
         per_device_train_batch_size=2,
         num_generations=2,
         max_completion_length=2048,
         max_tool_calling_iterations=10,
         max_steps=1,
         learning_rate=0.0,
-        beta=0.0,
         chat_template_kwargs=kwargs,
-        report_to="none",
-        save_strategy="no",
         disable_tqdm=True,
     )
     trainer = CapturingGRPOTrainer(

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from sql_env.server.question_bank import load_bank
-from sql_env.training.data import select_questions
+from sql_env.training.data import fetch_tasks, select_questions
 from sql_env.training.environment import (
     TOOL_NAMES,
     EpisodeOverError,
@@ -227,6 +227,41 @@ def test_session_capacity_check_names_the_limit(two_session_server: str) -> None
     check_session_capacity(two_session_server, 2)
     with pytest.raises(RuntimeError, match="accepted 2 concurrent sessions"):
         check_session_capacity(two_session_server, 3)
+
+
+@pytest.mark.slow
+def test_task_api_lists_the_playable_questions(
+    two_session_server: str, tiny_data_dir: Path
+) -> None:
+    bank = load_bank(tiny_data_dir)
+    for split in ("train", "dev"):
+        tasks = fetch_tasks(two_session_server, split)
+        assert [(t.id, t.db_id, t.hardness) for t in tasks] == [
+            (q.id, q.db_id, q.hardness) for q in bank.eligible(split)
+        ]
+
+
+@pytest.mark.slow
+def test_grpo_against_a_server_needs_no_local_data(
+    two_session_server: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "grpo"
+    subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPTS / "train_grpo.py"),
+            *("--env_url", two_session_server, "--model", "tiny"),
+            *("--data_dir", str(tmp_path / "no_data_here")),
+            *("--max_steps", "1", "--max_completion_length", "32"),
+            *("--per_device_train_batch_size", "2", "--num_generations", "2"),
+            *("--output_dir", str(out)),
+        ],
+        check=True,
+        cwd=tmp_path,
+    )
+    (record,) = [json.loads(line) for line in (out / "train_log.jsonl").open()]
+    assert record["step"] == 1 and math.isfinite(record["reward"])
+    assert not (tmp_path / "no_data_here").exists()
 
 
 def test_make_sft_data_saves_a_reloadable_dataset(

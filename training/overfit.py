@@ -49,14 +49,14 @@ class OverfitSettings:
     model: str = "tiny"
     n_questions: int = 4
     seed: int = 0
-    sft_steps: int = 25
+    sft_steps: int = 30
     sft_learning_rate: float = 5e-3
     grpo_steps: int = 50
     learning_rate: float = 1e-3
     num_generations: int = 4
     temperature: float = 0.5
     beta: float = 0.05
-    max_completion_length: int = 160
+    max_completion_length: int = 128
     max_turns: int = 4
     eval_max_new_tokens: int = 96
 

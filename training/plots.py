@@ -45,13 +45,17 @@ def _bar(
     )
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("success rate")
-    for bar, count in zip(bars, counts, strict=True):
+    _label_bars(ax, bars, [f"n={count}" for count in counts], fontsize=7)
+
+
+def _label_bars(ax: Any, bars: Any, texts: Sequence[str], fontsize: int = 9) -> None:
+    for bar, text in zip(bars, texts, strict=True):
         ax.annotate(
-            f"n={count}",
+            text,
             (bar.get_x() + bar.get_width() / 2, bar.get_height()),
             ha="center",
             va="bottom",
-            fontsize=7,
+            fontsize=fontsize,
         )
 
 
@@ -175,13 +179,7 @@ def plot_stages(stages: Mapping[str, float], out_path: Path, title: str) -> Path
     values = [stages[label] for label in labels]
     fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(labels) + 1.5), 3.5))
     bars = ax.bar(labels, values, color="#55a868")
-    for bar, value in zip(bars, values, strict=True):
-        ax.annotate(
-            f"{value:.0%}",
-            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-            ha="center",
-            va="bottom",
-        )
+    _label_bars(ax, bars, [f"{value:.0%}" for value in values])
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("success rate")
     ax.set_title(title)
