@@ -14,10 +14,11 @@ import pytest
 
 from sql_env.training.overfit import SUMMARY, run_overfit
 
-# Measured at the default seed: greedy success 0 before, 4/4 after GRPO;
-# sampled success over the last 10 GRPO steps 0.8-0.9 (docs/training.md).
+# Measured (docs/training.md): at seeds 0-3, GRPO's sampled success over the
+# last 10 steps was 0.53-0.88 and rose 0.35-0.72 from the first 3 steps; the
+# test runs seed 0 (0.88, +0.57).
 MIN_SUCCESS_AFTER_GRPO = 0.75
-MIN_FINAL_SAMPLED_SUCCESS = 0.6
+MIN_FINAL_SAMPLED_SUCCESS = 0.5
 MIN_RISE = 0.3
 
 
@@ -29,7 +30,7 @@ def test_tiny_model_overfits_a_handful_of_questions(
 
     assert result.success_before == 0.0
     assert result.success_after_grpo >= MIN_SUCCESS_AFTER_GRPO
-    first, last = mean(result.grpo_success[:5]), mean(result.grpo_success[-10:])
+    first, last = mean(result.grpo_success[:3]), mean(result.grpo_success[-10:])
     assert last >= MIN_FINAL_SAMPLED_SUCCESS
     assert last - first >= MIN_RISE
     assert result.grpo_reward == result.grpo_success  # binary reward

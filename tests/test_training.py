@@ -57,6 +57,19 @@ def test_tool_env_reports_agent_errors_as_text(tiny_data_dir: Path) -> None:
         assert env.error_count == 2 and not env.done
 
 
+def test_reset_settings_reach_the_environment(tiny_data_dir: Path) -> None:
+    question_id = first_question(tiny_data_dir).id
+    with SQLToolEnv(tiny_data_dir, reset_settings={"hardness": "impossible"}) as env:
+        with pytest.raises(ValueError, match="impossible"):
+            env.reset(seed=0)
+        # A row's own settings override the constructor's.
+        env.reset(seed=0, reset_settings={"hardness": None})
+        assert env.observation.question_id
+    with SQLToolEnv(tiny_data_dir) as env:
+        with pytest.raises(ValueError, match="per_row"):
+            env.reset(question_id=question_id, reset_settings={"per_row": 1})
+
+
 def test_tool_after_answer_raises_for_trl(tiny_data_dir: Path) -> None:
     with SQLToolEnv(tiny_data_dir) as env:
         env.reset(question_id=first_question(tiny_data_dir).id)

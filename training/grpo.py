@@ -20,7 +20,7 @@ model it is given to ``OUTPUT_DIR/reference`` and points the config there
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,6 +196,7 @@ def train_grpo(
     env_url: str | None = None,
     reward_mode: str = "binary",
     max_env_steps: int = 15,
+    reset_settings: Mapping[str, Any] | None = None,
     peft_config: Any = None,
     callbacks: Sequence[TrainerCallback] = (),
 ) -> GRPOResult:
@@ -214,6 +215,7 @@ def train_grpo(
             server must hold one session per rollout of a generation batch.
         reward_mode: ``"binary"`` or ``"shaped"``.
         max_env_steps: Step budget of each episode.
+        reset_settings: Further arguments for every environment reset.
         peft_config: A ``peft.LoraConfig`` (see :func:`lora_config`) to train
             adapters instead of every weight.
         callbacks: Extra trainer callbacks.
@@ -233,7 +235,11 @@ def train_grpo(
     if config.beta > 0 and peft_config is None:
         pin_reference(model, output_dir / REFERENCE_DIR)
     factory = make_env_factory(
-        data_dir, env_url, reward_mode=reward_mode, max_steps=max_env_steps
+        data_dir,
+        env_url,
+        reward_mode=reward_mode,
+        max_steps=max_env_steps,
+        reset_settings=reset_settings,
     )
     trainer = GRPOTrainer(
         model=model,

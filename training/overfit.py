@@ -81,7 +81,8 @@ def overfit_questions(
     """``n`` easy train questions on one table, each answered by one integer.
 
     Short gold trajectories keep the check fast on a CPU; the answer must
-    still be exact, so nothing is scored right by accident.
+    still be exact, so nothing is scored right by accident. The check's own
+    ``seed`` varies the model and the sampling, not these questions.
     """
     candidates = [
         q
@@ -129,7 +130,7 @@ def run_overfit(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     recipe = recipe_for_device("cpu")
-    questions = overfit_questions(data_dir, settings.n_questions, settings.seed)
+    questions = overfit_questions(data_dir, settings.n_questions)
     model, tokenizer = load_model(settings.model, seed=settings.seed)
     seconds: dict[str, float] = {}
 
