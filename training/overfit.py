@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from sql_env.server.question_bank import DEFAULT_DATA_DIR, Question, load_bank
 from sql_env.training.data import select_questions
 from sql_env.training.environment import SQLToolEnv
@@ -43,10 +45,13 @@ class OverfitSettings:
     Every GRPO step plays every question ``num_generations`` times. Sampling
     at temperature 0.5 keeps a tiny model's rollouts close enough to the warm
     start that some succeed from the first steps; the KL term (``beta``)
-    keeps a bad step from undoing the tool-call format.
+    keeps a bad step from undoing the tool-call format. A model this small
+    runs fastest on one CPU thread (``torch_threads``, None: torch's default):
+    several threads mostly wait on each other.
     """
 
     model: str = "tiny"
+    torch_threads: int | None = 1
     n_questions: int = 4
     seed: int = 0
     sft_steps: int = 30
@@ -127,6 +132,18 @@ def run_overfit(
         The success at each stage and GRPO's per-step log.
     """
     settings = settings or OverfitSettings()
+    threads = torch.get_num_threads()
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+    try:
+        return _run_overfit(Path(out_dir), Path(data_dir), settings)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_overfit(
+    out_dir: Path, data_dir: Path, settings: OverfitSettings
+) -> OverfitResult:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     recipe = recipe_for_device("cpu")
