@@ -31,6 +31,13 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
+def _save(fig: Any, out_path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=120)
+    plt.close(fig)
+    return Path(out_path)
+
+
 def _bar(
     ax: Any, labels: Sequence[str], groups: Mapping[str, Mapping[str, Any]]
 ) -> None:
@@ -81,10 +88,7 @@ def plot_success_by(
     fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(labels) + 2), 3.5))
     _bar(ax, labels, groups)
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=120)
-    plt.close(fig)
-    return Path(out_path)
+    return _save(fig, out_path)
 
 
 def plot_steps_histogram(steps: Iterable[int], out_path: Path, title: str) -> Path:
@@ -98,10 +102,7 @@ def plot_steps_histogram(steps: Iterable[int], out_path: Path, title: str) -> Pa
     ax.set_xlabel("steps in episode")
     ax.set_ylabel("episodes")
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=120)
-    plt.close(fig)
-    return Path(out_path)
+    return _save(fig, out_path)
 
 
 def plot_learning_curves(
@@ -130,10 +131,7 @@ def plot_learning_curves(
             ax.set_ylim(-0.02, 1.02)
     if len(logs) > 1:
         axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=120)
-    plt.close(fig)
-    return Path(out_path)
+    return _save(fig, out_path)
 
 
 def plot_policy_comparison(
@@ -167,10 +165,7 @@ def plot_policy_comparison(
     ax.set_ylabel("success rate (95% CI)")
     n = {summaries[label]["n"] for label in labels}
     ax.set_title(f"Success on {'/'.join(str(k) for k in sorted(n))} questions")
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=120)
-    plt.close(fig)
-    return Path(out_path)
+    return _save(fig, out_path)
 
 
 def plot_stages(stages: Mapping[str, float], out_path: Path, title: str) -> Path:
@@ -183,7 +178,4 @@ def plot_stages(stages: Mapping[str, float], out_path: Path, title: str) -> Path
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("success rate")
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=120)
-    plt.close(fig)
-    return Path(out_path)
+    return _save(fig, out_path)
