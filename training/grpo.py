@@ -9,11 +9,18 @@ writes ``train_log.jsonl`` (reward, success, tool use per step) and draws
 The reward is the environment's own (``SQLToolEnv.get_reward``, weight 1).
 ``success`` is added as a zero-weight reward function: TRL then logs it per step
 (``rewards/success/mean``) without it changing the gradient.
+
+With ``beta > 0`` TRL builds its KL reference by loading
+``model.config.name_or_path`` again, i.e. the checkpoint the model was loaded
+from, not the model it is given: after an SFT warm start that would anchor
+GRPO to the model before the warm start. :func:`train_grpo` therefore saves the
+model it is given to ``OUTPUT_DIR/reference`` and points the config there
+(with LoRA the reference is the base model with the adapter off, already right).
 """
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +36,7 @@ from transformers import (
 )
 from trl import GRPOConfig, GRPOTrainer
 
-from sql_env.server.question_bank import Question
+from sql_env.training.data import Task
 from sql_env.training.environment import (
     SQLToolEnv,
     check_session_capacity,
@@ -37,9 +44,11 @@ from sql_env.training.environment import (
 )
 from sql_env.training.plots import plot_learning_curves, read_jsonl
 from sql_env.training.prompts import training_prompt
+from sql_env.training.rendering import save_chat_template_kwargs
 
 TRAIN_LOG = "train_log.jsonl"
 LEARNING_CURVE = "learning_curve.png"
+REFERENCE_DIR = "reference"
 # TRL log keys -> short names in train_log.jsonl.
 LOGGED_KEYS = {
     "reward": "reward",
@@ -60,7 +69,34 @@ LOGGED_KEYS = {
 }
 
 
-def grpo_dataset(questions: Sequence[Question]) -> Dataset:
+def lora_config(
+    r: int = 16,
+    alpha: int = 32,
+    dropout: float = 0.05,
+    target_modules: Sequence[str] | str = "all-linear",
+) -> Any:
+    """A ``peft.LoraConfig`` for causal-LM GRPO (``pip install peft``)."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=target_modules
+        if isinstance(target_modules, str)
+        else list(target_modules),
+        task_type="CAUSAL_LM",
+    )
+
+
+def pin_reference(model: PreTrainedModel, path: Path) -> Path:
+    """Save ``model`` as the KL reference TRL will load (see the module docstring)."""
+    model.save_pretrained(path)
+    model.config.name_or_path = str(path)
+    return Path(path)
+
+
+def grpo_dataset(questions: Sequence[Task]) -> Dataset:
     """One GRPO row per question; TRL passes the row to ``SQLToolEnv.reset``."""
     return Dataset.from_list(
         [
@@ -153,13 +189,15 @@ class GRPOResult:
 def train_grpo(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    questions: Sequence[Question],
+    questions: Sequence[Task],
     config: GRPOConfig,
     *,
     data_dir: Path | None = None,
     env_url: str | None = None,
     reward_mode: str = "binary",
     max_env_steps: int = 15,
+    reset_settings: Mapping[str, Any] | None = None,
+    peft_config: Any = None,
     callbacks: Sequence[TrainerCallback] = (),
 ) -> GRPOResult:
     """Train with GRPO on ``questions``, playing them in SQLEnv.
@@ -167,14 +205,19 @@ def train_grpo(
     Args:
         model: Chat model with a tool-calling template TRL recognises.
         tokenizer: Its tokenizer (left padding).
-        questions: Training questions (one dataset row each).
+        questions: Training questions (one dataset row each): bank questions
+            or the server's tasks (see ``data.py``).
         config: TRL settings. ``max_tool_calling_iterations`` is the turn limit;
-            ``reward_weights`` is set here (env reward 1, success 0).
+            ``reward_weights`` is set here (env reward 1, success 0); with
+            ``beta > 0`` the model is first saved as the KL reference.
         data_dir: Data directory of the in-process environment.
         env_url: SQLEnv server URL; episodes then run over WebSocket and the
             server must hold one session per rollout of a generation batch.
         reward_mode: ``"binary"`` or ``"shaped"``.
         max_env_steps: Step budget of each episode.
+        reset_settings: Further arguments for every environment reset.
+        peft_config: A ``peft.LoraConfig`` (see :func:`lora_config`) to train
+            adapters instead of every weight.
         callbacks: Extra trainer callbacks.
 
     Returns:
@@ -185,13 +228,18 @@ def train_grpo(
     """
     if env_url is not None:
         check_session_capacity(env_url, config.generation_batch_size)
-    config.reward_weights = [
-        0.0
-    ]  # `success` is a metric; the env reward is added by TRL
+    # `success` is a metric; the env reward is added by TRL with weight 1.
+    config.reward_weights = [0.0]
     output_dir = Path(config.output_dir)
     log_path = output_dir / TRAIN_LOG
+    if config.beta > 0 and peft_config is None:
+        pin_reference(model, output_dir / REFERENCE_DIR)
     factory = make_env_factory(
-        data_dir, env_url, reward_mode=reward_mode, max_steps=max_env_steps
+        data_dir,
+        env_url,
+        reward_mode=reward_mode,
+        max_steps=max_env_steps,
+        reset_settings=reset_settings,
     )
     trainer = GRPOTrainer(
         model=model,
@@ -200,9 +248,29 @@ def train_grpo(
         train_dataset=grpo_dataset(questions),
         processing_class=tokenizer,
         environment_factory=factory,
+        peft_config=peft_config,
         callbacks=[JsonlLogCallback(log_path), *callbacks],
     )
     trainer.train()
     records = read_jsonl(log_path)
     curve_path = plot_learning_curves({"GRPO": records}, output_dir / LEARNING_CURVE)
     return GRPOResult(trainer, log_path, curve_path, records)
+
+
+def save_trained_model(
+    result: GRPOResult, tokenizer: PreTrainedTokenizerBase, path: Path
+) -> Path:
+    """Save the trained model, its tokenizer and its ``chat_template_kwargs``.
+
+    LoRA adapters are merged first, so ``load_model(path)`` and vLLM take the
+    directory as any checkpoint; the kwargs let ``scripts/evaluate.py``
+    render prompts as training did.
+    """
+    path = Path(path)
+    model = result.trainer.model
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    save_chat_template_kwargs(path, result.trainer.args.chat_template_kwargs or {})
+    return path

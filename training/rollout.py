@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sql_env.models import SQLObservation
-from sql_env.server.question_bank import DEFAULT_DATA_DIR, Question, load_bank
+from sql_env.server.question_bank import DEFAULT_DATA_DIR, load_bank
+from sql_env.training.data import Task
 from sql_env.training.environment import TOOL_NAMES, SQLToolEnv
 from sql_env.training.prompts import SYSTEM_PROMPT, answer_json
 
@@ -96,7 +97,7 @@ def run_tool_calls(env: SQLToolEnv, message: Message) -> list[Message]:
 def run_episode(
     env: SQLToolEnv,
     policy: Policy,
-    question: Question,
+    question: Task,
     max_turns: int = DEFAULT_MAX_TURNS,
 ) -> Episode:
     """Play one question to the end: ANSWER, budget, ``max_turns`` or no tool call.
@@ -203,3 +204,51 @@ class RandomPolicy:
             lambda: tool_call("answer", value=answer_json([[self._rng.randint(0, 9)]])),
         ]
         return assistant_message(self._rng.choice(choices)())
+
+
+def build_policy(
+    kind: str,
+    *,
+    data_dir: Path | None = None,
+    seed: int = 0,
+    model: str = "tiny",
+    openai_base_url: str | None = None,
+    openai_api_key: str = "EMPTY",
+    temperature: float = 0.0,
+    max_new_tokens: int = 256,
+    chat_template_kwargs: dict[str, Any] | None = None,
+) -> Policy:
+    """A policy by name: ``random``, ``oracle`` or ``llm``.
+
+    ``llm`` is a local model (``model``: a path, ``"tiny"``, ...) through
+    transformers, or the model an OpenAI-compatible endpoint serves when
+    ``openai_base_url`` is given; only it imports torch.
+    """
+    if kind == "oracle":
+        return OraclePolicy(data_dir)
+    if kind == "random":
+        return RandomPolicy(seed)
+    if kind != "llm":
+        raise ValueError(f"Unknown policy {kind!r}: choose random, oracle or llm.")
+    if openai_base_url:
+        from sql_env.training.llm_policy import OpenAIPolicy
+
+        return OpenAIPolicy(
+            openai_base_url,
+            model,
+            api_key=openai_api_key,
+            temperature=temperature,
+            max_tokens=max_new_tokens,
+        )
+    from sql_env.training.llm_policy import TransformersPolicy
+    from sql_env.training.models import load_model
+
+    loaded, tokenizer = load_model(model, seed=seed)
+    return TransformersPolicy(
+        loaded,
+        tokenizer,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        seed=seed,
+        chat_template_kwargs=chat_template_kwargs,
+    )
