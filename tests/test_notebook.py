@@ -61,7 +61,7 @@ def space_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A git repository holding the staged Space, as Hugging Face hosts it."""
     repo = tmp_path_factory.mktemp("space") / "sql_env"
     run("make", "-C", str(REPO), "stage", f"SPACE_DIR={repo}")
-    assert (repo / "data" / "questions" / "manifest.json").is_file()
+    assert (repo / "data" / "spider" / "bank.sqlite").is_file()
     git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
     run(*git, "init", "-q")
     run(*git, "add", "-A")
@@ -143,7 +143,7 @@ def test_notebook_runs_like_colab(
     assert Path(executable).parent == colab_python.parent
     assert str(colab_python.parents[1]) in installed  # the fresh venv, not REPO
     assert not installed.startswith(str(REPO))
-    assert (work / "sqlenv" / "data" / "questions" / "manifest.json").is_file()
+    assert (work / "sqlenv" / "data" / "spider" / "bank.sqlite").is_file()
 
     out = work / "runs" / "notebook"
     log = (out / "grpo" / "train_log.jsonl").read_text().splitlines()
