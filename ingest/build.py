@@ -222,7 +222,7 @@ def _question(
         gold_sql=item.sql,
         gold_columns=gold.columns,
         order_matters=order_matters,
-        hardness=item.difficulty,
+        difficulty=item.difficulty,
         tables_used=tuple(tables_used(item.sql)),
         flags=tuple(flags),
         excluded=excluded,

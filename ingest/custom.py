@@ -46,7 +46,7 @@ from sql_env.ingest.adapter import (
 from sql_env.ingest.databases import SQLITE_SUFFIXES
 from sql_env.ingest.sources import SourceError, SourceTree
 from sql_env.ingest.sql_analysis import hardness
-from sql_env.server.question_bank import HARDNESS_LEVELS
+from sql_env.server.question_bank import SPIDER_LEVELS
 
 NAME = "custom"
 QUESTION_FILES = ("questions.jsonl", "questions.csv")
@@ -231,7 +231,7 @@ def _levels(
         for split, questions in splits.items()
     }
     note = "no difficulty given: levels are Spider's hardness of each gold query"
-    return rated, HARDNESS_LEVELS, [note]
+    return rated, SPIDER_LEVELS, [note]
 
 
 def _with_hardness(q: SourceQuestion) -> SourceQuestion:

@@ -53,7 +53,7 @@ def make_report(
     for split, items in questions.items():
         reasons = Counter(reason(q) for q in items if q.excluded)
         playable = [q for q in items if q.excluded is None]
-        counts = Counter(q.hardness or UNRATED for q in playable)
+        counts = Counter(q.difficulty or UNRATED for q in playable)
         difficulty = {level: counts.get(level, 0) for level in levels}
         if counts.get(UNRATED):
             difficulty[UNRATED] = counts[UNRATED]

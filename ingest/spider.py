@@ -15,7 +15,7 @@ Splits: ``dev``, ``train`` (``train_spider.json``; ``train_others.json`` holds t
 questions of six schema-only databases and is not read) and ``test`` when the
 source has both ``test.json`` and ``test_database/``. Question ids are
 ``spider/<split>/<i>``, the position in the split's file. Difficulty is Spider's
-official hardness, computed from the gold SQL (``sql_analysis.hardness``); Spider
+official hardness, computed from the gold SQL (``sql_analysis.difficulty``); Spider
 has no evidence.
 """
 
@@ -32,7 +32,7 @@ from sql_env.ingest.adapter import (
 from sql_env.ingest.databases import find_databases
 from sql_env.ingest.sources import SourceError, SourceTree
 from sql_env.ingest.sql_analysis import hardness
-from sql_env.server.question_bank import DEFAULT_DATA_DIR, HARDNESS_LEVELS
+from sql_env.server.question_bank import DEFAULT_DATA_DIR, SPIDER_LEVELS
 
 NAME = "spider"
 # The official Spider 1.0 release, as linked from its site (Google Drive).
@@ -111,7 +111,7 @@ def read(tree: SourceTree) -> SourceData:
     return SourceData(
         splits=splits,
         databases=databases,
-        levels=HARDNESS_LEVELS,
+        levels=SPIDER_LEVELS,
         files=(*files, *databases.values()),
         notes=(*notes, *shadowed),
     )

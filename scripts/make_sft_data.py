@@ -12,7 +12,7 @@ Every trajectory is the oracle's episode played through the real environment
 (DESCRIBE the gold query's tables, QUERY it, ANSWER its rows), in exactly the
 chat and tool-call format GRPO uses (same system prompt, tools in TRL's order,
 tool results). Saved with datasets' save_to_disk as OUT/dataset (columns:
-messages, tools, question_id, db_id, hardness), plus OUT/sample.json with one
+messages, tools, question_id, db_id, difficulty), plus OUT/sample.json with one
 example. With --run_sft, TRL's SFTTrainer trains --model on the token ids and
 loss mask of the GRPO rollout of each trajectory (sql_env.training.sft) and
 saves OUT/model, which scripts/train_grpo.py takes as --model.

@@ -32,12 +32,12 @@ import sql_env
 
 DEFAULT_DATA_DIR = Path(sql_env.__file__).resolve().parent / "data"
 DEFAULT_DATASET = "spider"
-# Spider's splits and hardness levels; other datasets name theirs in their bank.
+# Spider's splits and hardness levels; other datasets name their own in their bank.
 SPLITS = ("train", "dev")
-HARDNESS_LEVELS = ("easy", "medium", "hard", "extra")
+SPIDER_LEVELS = ("easy", "medium", "hard", "extra")
 BANK_FILE = "bank.sqlite"
 # Bump whenever the tables below or the meaning of a column change.
-BANK_FORMAT = 3
+BANK_FORMAT = 4
 BANKS_CACHED = 32  # (dataset, bank file) pairs kept loaded per process
 
 _SCHEMA = """
@@ -52,7 +52,7 @@ CREATE TABLE question (
     gold_sql TEXT NOT NULL,
     gold_columns TEXT NOT NULL,
     order_matters INTEGER NOT NULL,
-    hardness TEXT NOT NULL,
+    difficulty TEXT NOT NULL,
     tables_used TEXT NOT NULL,
     flags TEXT NOT NULL,
     excluded TEXT,
@@ -63,7 +63,7 @@ CREATE TABLE db_schema (db_id TEXT PRIMARY KEY, tables TEXT NOT NULL);
 """
 _PUBLIC_COLUMNS = (
     "id, split, db_id, question, evidence, gold_sql, gold_columns, order_matters, "
-    "hardness, tables_used, flags, excluded, source_id"
+    "difficulty, tables_used, flags, excluded, source_id"
 )
 
 
@@ -80,7 +80,7 @@ class Question:
     bank on each access, for baselines, data tools and tests.
 
     ``id`` is ``<dataset>/<split>/<i>``, ``i`` the position in the split's source
-    file; ``source_id`` is the id that file gave it, if any. ``hardness`` is one of
+    file; ``source_id`` is the id that file gave it, if any. ``difficulty`` is one of
     ``QuestionBank.levels``, or ``""`` where the source gives no difficulty.
     """
 
@@ -91,7 +91,7 @@ class Question:
     gold_sql: str
     gold_columns: tuple[str, ...]
     order_matters: bool
-    hardness: str
+    difficulty: str
     tables_used: tuple[str, ...]
     flags: tuple[str, ...] = ()
     excluded: str | None = None
@@ -197,7 +197,7 @@ class QuestionBank:
         stamp: dict[str, Any] | None = None,
         *,
         splits: Sequence[str] = SPLITS,
-        levels: Sequence[str] = HARDNESS_LEVELS,
+        levels: Sequence[str] = SPIDER_LEVELS,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.dataset = dataset
@@ -240,7 +240,7 @@ class QuestionBank:
         return [q for q in self._questions.values() if q.split == split]
 
     def eligible(
-        self, split: str, db_id: str | None = None, hardness: str | None = None
+        self, split: str, db_id: str | None = None, difficulty: str | None = None
     ) -> list[Question]:
         """Questions that may be sampled, optionally of one database or level."""
         pool = (
@@ -248,8 +248,8 @@ class QuestionBank:
             if db_id is None
             else self._by_db.get((split, db_id), [])
         )
-        if hardness is not None:
-            pool = [q for q in pool if q.hardness == hardness]
+        if difficulty is not None:
+            pool = [q for q in pool if q.difficulty == difficulty]
         return pool
 
     def db_ids(self, split: str | None = None) -> list[str]:
@@ -375,7 +375,7 @@ def write_bank(
                         q.gold_sql,
                         json.dumps(q.gold_columns),
                         int(q.order_matters),
-                        q.hardness,
+                        q.difficulty,
                         json.dumps(q.tables_used),
                         json.dumps(q.flags),
                         q.excluded,
@@ -446,7 +446,7 @@ def _load_bank(data_dir: Path, dataset: str, version: tuple) -> QuestionBank:
                 gold_sql=row[5],
                 gold_columns=tuple(json.loads(row[6])),
                 order_matters=bool(row[7]),
-                hardness=row[8],
+                difficulty=row[8],
                 tables_used=tuple(json.loads(row[9])),
                 flags=tuple(json.loads(row[10])),
                 excluded=row[11],

@@ -84,10 +84,10 @@ class ResetOptions(BaseModel):
     split: str = Field(default="train", max_length=50)
     db_id: str | None = Field(default=None, max_length=200)
     reward_mode: RewardMode = "binary"
-    hardness: str | None = Field(
+    difficulty: str | None = Field(
         default=None,
         max_length=50,
-        validation_alias=AliasChoices("hardness", "difficulty"),
+        validation_alias=AliasChoices("difficulty", "hardness"),
     )
     index: int | None = None
     schema_mode: SchemaMode = Field(
@@ -297,7 +297,7 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
 
         Raises:
             ValueError: An unknown or mistyped argument, question id, split,
-                database, hardness level, reward mode, or an index out of range.
+                database, difficulty, reward mode, or an index out of range.
         """
         with self._lock:
             return self._reset(seed=seed, episode_id=episode_id, **options)
@@ -405,15 +405,15 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
                     f"({question.excluded.split(':')[0]}); see the build report."
                 )
             return question
-        split, db_id, hardness = options.split, options.db_id, options.hardness
+        split, db_id, difficulty = options.split, options.db_id, options.difficulty
         if split not in bank.splits:  # a copy of a short tuple
             raise ValueError(
                 f"Unknown split {split[:60]!r} of {bank.dataset}; use one of "
                 f"{', '.join(bank.splits)}."
             )
-        if hardness is not None and hardness not in bank.levels:
+        if difficulty is not None and difficulty not in bank.levels:
             raise ValueError(
-                f"Unknown difficulty {hardness[:60]!r} of {bank.dataset}; use one "
+                f"Unknown difficulty {difficulty[:60]!r} of {bank.dataset}; use one "
                 f"of {', '.join(bank.levels)}."
             )
         if db_id is not None:
@@ -428,11 +428,11 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
                     f"Database {db_id!r} belongs to split(s) {', '.join(homes)}, "
                     f"not {split!r}; pass split={homes[0]!r}."
                 )
-        pool = bank.eligible(split, db_id=db_id, hardness=hardness)
+        pool = bank.eligible(split, db_id=db_id, difficulty=difficulty)
         if not pool:
             raise ValueError(
                 f"No playable questions for split={split!r}, "
-                f"db_id={db_id!r}, hardness={hardness!r}."
+                f"db_id={db_id!r}, difficulty={difficulty!r}."
             )
         if options.index is not None:
             if not 0 <= options.index < len(pool):
@@ -800,5 +800,5 @@ def _task_spec(question: Question, index: int) -> dict[str, Any]:
         "db_id": question.db_id,
         "question": question.question,
         "evidence": question.evidence,
-        "hardness": question.hardness,
+        "difficulty": question.difficulty,
     }

@@ -13,7 +13,7 @@ import pytest
 from sql_env.ingest.build import build
 from sql_env.ingest.sources import SourceError
 from sql_env.server.question_bank import (
-    HARDNESS_LEVELS,
+    SPIDER_LEVELS,
     BankFormatError,
     bank_path,
     database_path,
@@ -49,7 +49,7 @@ def test_report_lists_exclusions_by_reason(tiny_data_dir: Path) -> None:
         "missing_database": 1,
     }
     assert report["databases"]["missing"] == ["ghost_db"]
-    assert report["levels"] == list(HARDNESS_LEVELS)
+    assert report["levels"] == list(SPIDER_LEVELS)
     assert sum(dev["difficulty"].values()) == 6
     markdown = (dataset_dir(tiny_data_dir) / "report.md").read_text()
     assert "| spider/dev/9 |  | ghost_db | missing_database |" in markdown
@@ -62,7 +62,7 @@ def test_bank_stores_gold_result_order_and_analysis(tiny_data_dir: Path) -> None
     assert ordered.gold_rows == (("Ann",), ("Cleo",))
     assert ordered.order_matters and "order_by" in ordered.flags
     assert ordered.tables_used == ("customer",)
-    assert ordered.hardness in HARDNESS_LEVELS
+    assert ordered.difficulty in SPIDER_LEVELS
     assert "duplicate_rows" in bank.get("spider/dev/5").flags
     assert bank.get("spider/dev/8").excluded.startswith("gold_error")
 
@@ -70,7 +70,7 @@ def test_bank_stores_gold_result_order_and_analysis(tiny_data_dir: Path) -> None
 def test_bank_names_its_splits_and_levels(tiny_data_dir: Path) -> None:
     bank = load_bank(tiny_data_dir)
     assert bank.splits == ("dev", "train")
-    assert bank.levels == HARDNESS_LEVELS
+    assert bank.levels == SPIDER_LEVELS
     assert bank.splits_of("shop") == ("dev",) and bank.db_ids("train") == ["school"]
     assert bank.get("spider/dev/0").evidence == ""
     assert bank.get("spider/dev/0").source_id is None

@@ -122,7 +122,7 @@ def test_difficulty_filters_per_dataset(multi_data: Path) -> None:
     env = SQLEnvironment(multi_data)
     bank = load_bank(multi_data, "bird")
     for level in bank.levels:
-        pool = bank.eligible("dev", hardness=level)
+        pool = bank.eligible("dev", difficulty=level)
         if pool:
             obs = env.reset(dataset="bird", split="dev", difficulty=level, seed=0)
             assert obs.question_id in {q.id for q in pool}

@@ -33,7 +33,7 @@ def bird_data(bird_zips: dict[str, Path], tmp_path_factory: pytest.TempPathFacto
 def public_view(data_dir: Path, dataset: str = "bird") -> list[tuple]:
     bank = load_bank(data_dir, dataset)
     return [
-        (q.id, q.db_id, q.question, q.evidence, q.hardness, q.source_id, q.excluded,
+        (q.id, q.db_id, q.question, q.evidence, q.difficulty, q.source_id, q.excluded,
          q.gold_rows)
         for split in bank.splits
         for q in bank.all(split)
@@ -72,20 +72,20 @@ def test_questions_keep_evidence_difficulty_and_bird_ids(bird_data: Path) -> Non
     assert first.question == BIRD_DEV[0]["question"]
     assert first.evidence == BIRD_DEV[0]["evidence"]
     assert first.gold_sql == BIRD_DEV[0]["SQL"]
-    assert first.hardness == "simple" and first.source_id == "0"
+    assert first.difficulty == "simple" and first.source_id == "0"
     assert first.gold_rows == ((0.6,),) and first.order_matters
     assert bank.get("bird/dev/3").gold_rows == ((50.0,),)
     train = bank.get("bird/train/0")
     assert train.evidence == BIRD_TRAIN[0]["evidence"]
-    assert train.hardness == "" and train.source_id is None
+    assert train.difficulty == "" and train.source_id is None
     assert train.gold_rows == (("Brief Encounter",),)
 
 
 def test_difficulty_levels_are_birds_and_selectable(bird_data: Path) -> None:
     bank = load_bank(bird_data, "bird")
     assert bank.levels == ("simple", "moderate", "challenging")
-    assert [q.id for q in bank.eligible("dev", hardness="moderate")] == ["bird/dev/2"]
-    assert [q.id for q in bank.eligible("dev", hardness="challenging")] == [
+    assert [q.id for q in bank.eligible("dev", difficulty="moderate")] == ["bird/dev/2"]
+    assert [q.id for q in bank.eligible("dev", difficulty="challenging")] == [
         "bird/dev/3"
     ]
     report = (bird_data / "bird" / "report.json").read_text()

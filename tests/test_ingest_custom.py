@@ -35,7 +35,7 @@ def make(*args: str) -> subprocess.CompletedProcess[str]:
 def bank_view(data_dir: Path, dataset: str = "custom") -> list[tuple]:
     bank = load_bank(data_dir, dataset)
     return [
-        (q.id, q.split, q.db_id, q.question, q.gold_sql, q.evidence, q.hardness,
+        (q.id, q.split, q.db_id, q.question, q.gold_sql, q.evidence, q.difficulty,
          q.source_id, q.excluded, q.gold_rows)
         for split in bank.splits
         for q in bank.all(split)
@@ -60,18 +60,18 @@ def test_make_data_builds_the_users_questions(custom_data: Path) -> None:
     out_of_stock = bank.get("custom/train/1")
     assert out_of_stock.gold_rows == (("lamp",),)
     assert out_of_stock.evidence == "out of stock means stock = 0"
-    assert out_of_stock.source_id == "q-2" and out_of_stock.hardness == "L2"
+    assert out_of_stock.source_id == "q-2" and out_of_stock.difficulty == "L2"
     roses = bank.get("custom/dev/0")
     assert roses.gold_rows == (("apple",), ("rose",)) and roses.order_matters
     assert roses.source_id == "3"  # an integer id, kept as text
     assert bank.get("custom/dev/1").source_id is None
-    assert bank.get("custom/train/2").hardness == ""  # no difficulty on that line
+    assert bank.get("custom/train/2").difficulty == ""  # no difficulty on that line
 
 
 def test_levels_are_the_files_own_in_first_seen_order(custom_data: Path) -> None:
     bank = load_bank(custom_data, "custom")
     assert bank.levels == ("L1", "L2", "L3")
-    assert [q.id for q in bank.eligible("dev", hardness="L1")] == ["custom/dev/1"]
+    assert [q.id for q in bank.eligible("dev", difficulty="L1")] == ["custom/dev/1"]
 
 
 def test_a_failing_gold_is_excluded_with_its_reason(custom_data: Path) -> None:
@@ -105,7 +105,7 @@ def test_without_difficulty_levels_are_spiders_hardness(tmp_path: Path) -> None:
     report = build("custom", [str(source)], tmp_path / "data", workers=1).report
     bank = load_bank(tmp_path / "data", "custom")
     assert bank.levels == ("easy", "medium", "hard", "extra")
-    assert bank.get("custom/train/0").hardness == "easy"  # SELECT count(*) FROM t
+    assert bank.get("custom/train/0").difficulty == "easy"  # SELECT count(*) FROM t
     assert any("Spider's hardness" in note for note in report["notes"])
 
 

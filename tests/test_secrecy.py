@@ -23,7 +23,7 @@ from sql_env.scripts.benchmark import ServerProcess, WireClient
 from sql_env.scripts.benchmark import sqlenv_server as make_server
 from sql_env.server.episode_text import instructions
 from sql_env.server.question_bank import (
-    HARDNESS_LEVELS,
+    SPIDER_LEVELS,
     Question,
     QuestionBank,
     load_bank,
@@ -43,7 +43,7 @@ PUBLIC_TASK_KEYS = {
     "db_id",
     "question",
     "evidence",
-    "hardness",
+    "difficulty",
 }
 GOLD_KEY = re.compile(r"gold", re.IGNORECASE)
 
@@ -85,7 +85,7 @@ def secret_values(question: Question, bank: QuestionBank) -> set[str]:
     public = norm(
         " ".join(
             (question.question, question.db_id, question.id, question.split)
-            + HARDNESS_LEVELS
+            + SPIDER_LEVELS
             + (INSTRUCTIONS,)  # the same words for every question
         )
     )

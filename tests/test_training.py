@@ -59,11 +59,11 @@ def test_tool_env_reports_agent_errors_as_text(tiny_data_dir: Path) -> None:
 
 def test_reset_settings_reach_the_environment(tiny_data_dir: Path) -> None:
     question_id = first_question(tiny_data_dir).id
-    with SQLToolEnv(tiny_data_dir, reset_settings={"hardness": "impossible"}) as env:
+    with SQLToolEnv(tiny_data_dir, reset_settings={"difficulty": "impossible"}) as env:
         with pytest.raises(ValueError, match="impossible"):
             env.reset(seed=0)
         # A row's own settings override the constructor's.
-        env.reset(seed=0, reset_settings={"hardness": None})
+        env.reset(seed=0, reset_settings={"difficulty": None})
         assert env.observation.question_id
     with SQLToolEnv(tiny_data_dir) as env:
         with pytest.raises(ValueError, match="per_row"):
@@ -249,8 +249,8 @@ def test_task_api_lists_the_playable_questions(
     bank = load_bank(tiny_data_dir)
     for split in ("train", "dev"):
         tasks = fetch_tasks(two_session_server, split)
-        assert [(t.id, t.db_id, t.hardness) for t in tasks] == [
-            (q.id, q.db_id, q.hardness) for q in bank.eligible(split)
+        assert [(t.id, t.db_id, t.difficulty) for t in tasks] == [
+            (q.id, q.db_id, q.difficulty) for q in bank.eligible(split)
         ]
 
 

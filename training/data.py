@@ -20,7 +20,7 @@ from typing import Protocol, TypeVar
 
 from sql_env.server.question_bank import (
     DEFAULT_DATA_DIR,
-    HARDNESS_LEVELS,
+    SPIDER_LEVELS,
     Question,
     QuestionBank,
     list_datasets,
@@ -42,7 +42,7 @@ class Task(Protocol):
     id: str
     split: str
     db_id: str
-    hardness: str
+    difficulty: str
 
 
 T = TypeVar("T", bound=Task)
@@ -57,7 +57,7 @@ class ServerTask:
     split: str
     db_id: str
     question: str
-    hardness: str
+    difficulty: str
 
 
 def fetch_tasks(
@@ -91,7 +91,7 @@ def fetch_tasks(
             split=t["split"],
             db_id=t["db_id"],
             question=t["question"],
-            hardness=t["hardness"],
+            difficulty=t["difficulty"],
         )
         for t in tasks
     ]
@@ -200,11 +200,11 @@ def parse_difficulties(spec: str | None) -> list[str] | None:
     if not spec:
         return None
     levels = [part.strip() for part in spec.split(",") if part.strip()]
-    unknown = [level for level in levels if level not in HARDNESS_LEVELS]
+    unknown = [level for level in levels if level not in SPIDER_LEVELS]
     if unknown:
         raise ValueError(
             f"Unknown difficulty {unknown[0]!r}; "
-            f"choose from {', '.join(HARDNESS_LEVELS)}."
+            f"choose from {', '.join(SPIDER_LEVELS)}."
         )
     return levels
 
@@ -246,7 +246,7 @@ def select_tasks(
     Args:
         tasks: Bank questions of one split, or the server's tasks.
         db_ids: Keep only these databases (None: all).
-        difficulties: Keep only these Spider hardness levels (None: all).
+        difficulties: Keep only these difficulty levels (None: all).
         limit: Keep a seeded random sample of this many (None: all).
         seed: Seed for the sample and the shuffle.
         curriculum: Order easy -> medium -> hard -> extra (shuffled within a
@@ -264,7 +264,7 @@ def select_tasks(
         wanted = set(db_ids)
         questions = [q for q in questions if q.db_id in wanted]
     if difficulties is not None:
-        questions = [q for q in questions if q.hardness in difficulties]
+        questions = [q for q in questions if q.difficulty in difficulties]
     if not questions:
         raise ValueError(
             f"No eligible {label} questions for databases={db_ids} "
@@ -276,7 +276,7 @@ def select_tasks(
     if limit is not None:
         questions = questions[:limit]
     if curriculum:
-        questions.sort(key=lambda q: HARDNESS_LEVELS.index(q.hardness))
+        questions.sort(key=lambda q: SPIDER_LEVELS.index(q.difficulty))
     return questions
 
 

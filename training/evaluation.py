@@ -101,7 +101,7 @@ def summarize(episodes: Sequence[Episode]) -> dict[str, Any]:
     by_level: dict[str, list[Episode]] = defaultdict(list)
     for episode in episodes:
         by_db[episode.db_id].append(episode)
-        by_level[episode.hardness].append(episode)
+        by_level[episode.difficulty].append(episode)
     return {
         **_rate(episodes),
         "mean_reward": sum(e.reward for e in episodes) / n if n else 0.0,

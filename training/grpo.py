@@ -105,7 +105,7 @@ def grpo_dataset(questions: Sequence[Task]) -> Dataset:
                 "question_id": q.id,
                 "split": q.split,
                 "db_id": q.db_id,
-                "hardness": q.hardness,
+                "difficulty": q.difficulty,
             }
             for q in questions
         ]

@@ -15,7 +15,7 @@ matplotlib.use("Agg")  # no display on servers, CI or Colab's executor
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from sql_env.server.question_bank import HARDNESS_LEVELS  # noqa: E402
+from sql_env.server.question_bank import SPIDER_LEVELS  # noqa: E402
 
 # Curves from the GRPO log: (JSONL key, label).
 LEARNING_CURVES = (
@@ -82,7 +82,7 @@ def plot_success_by(
     """
     groups = summary[key]
     if key == "per_difficulty":
-        labels = [level for level in HARDNESS_LEVELS if level in groups]
+        labels = [level for level in SPIDER_LEVELS if level in groups]
     else:
         labels = sorted(groups)
     fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(labels) + 2), 3.5))

@@ -60,7 +60,7 @@ class Episode:
 
     question_id: str
     db_id: str
-    hardness: str
+    difficulty: str
     policy: str
     success: bool
     reward: float
@@ -133,7 +133,7 @@ def run_episode(
     return Episode(
         question_id=question.id,
         db_id=question.db_id,
-        hardness=question.hardness,
+        difficulty=question.difficulty,
         policy=policy.name,
         success=env.success,
         reward=env.get_reward(),

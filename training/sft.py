@@ -39,7 +39,7 @@ SFT_FEATURES = Features(
         "tools": Value("string"),
         "question_id": Value("string"),
         "db_id": Value("string"),
-        "hardness": Value("string"),
+        "difficulty": Value("string"),
     }
 )
 
@@ -61,7 +61,7 @@ def sft_dataset(
 
     Returns:
         A dataset with ``messages`` (the chat), ``tools`` (JSON tool schemas),
-        ``question_id``, ``db_id`` and ``hardness``.
+        ``question_id``, ``db_id`` and ``difficulty``.
     """
     oracle = OraclePolicy(data_dir)
     tools = json.dumps(tool_schemas())
@@ -82,7 +82,7 @@ def sft_dataset(
                     "tools": tools,
                     "question_id": question.id,
                     "db_id": question.db_id,
-                    "hardness": question.hardness,
+                    "difficulty": question.difficulty,
                 }
             )
     return Dataset.from_list(rows, features=SFT_FEATURES)
