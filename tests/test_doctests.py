@@ -1,4 +1,4 @@
-"""The >>> examples in the pure modules are part of the suite."""
+"""The >>> examples in the pure modules and the benchmark are part of the suite."""
 
 import doctest
 import importlib
@@ -13,6 +13,10 @@ MODULES = [
     "sql_env.server.rewards",
     "sql_env.server.formatting",
     "sql_env.server.sql_analysis",
+    "sql_env.benchmarks.stats",
+    "sql_env.benchmarks.targets",
+    "sql_env.benchmarks.report",
+    "sql_env.benchmarks.isolation",
 ]
 
 
