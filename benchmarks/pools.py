@@ -3,10 +3,14 @@
 One tiny job (``SELECT 1, 'abc', 2.5`` and its rows back) goes, over and over,
 to one worker process through each of:
 
-- ``sqlenv_pool``: SQLEnv's ``WorkerPool`` running a real ``RunQuery`` job
+- ``sqlenv_pool`` (``run``) and ``sqlenv_pool_async`` (``run_async``, as the
+  server awaits it): SQLEnv's ``WorkerPool`` running a real ``RunQuery`` job
   (sandbox, result view), as every QUERY step does;
-- ``socketpair``: the same transport bare (a pickled frame over a socketpair to
-  a worker that runs the statement on an open connection), the floor of the
+- ``sqlenv_worker_frames``: that job's frames written straight to a real SQL
+  worker, without the pool's bookkeeping; ``sqlenv_job_in_process``: the job
+  run in this process, without any worker;
+- ``socketpair``: the transport bare (a pickled frame over a socketpair to a
+  worker that runs the statement on an open connection), the floor of the
   design;
 - ``pebble``, ``ProcessPoolExecutor``, ``loky``: the libraries one would reach
   for, each with one worker running the same function as ``socketpair``.
@@ -18,14 +22,13 @@ how long a fresh SQL worker takes to start and answer, which is what a session
 waits for when every worker is held by a runaway statement.
 """
 
+import asyncio
 import concurrent.futures
 import contextlib
 import importlib.util
 import os
-import pickle
 import socket
 import sqlite3
-import struct
 import subprocess
 import sys
 import time
@@ -35,9 +38,10 @@ from typing import Any
 
 from sql_env.benchmarks.machine import load_average
 from sql_env.benchmarks.stats import latency_ms
+from sql_env.server.sql_worker import encode, read_frame
 
 TINY_SQL = "SELECT 1, 'abc', 2.5"
-_HEADER = struct.Struct("!Q")
+TINY_ROWS = [(1, "abc", 2.5)]
 _connection: sqlite3.Connection | None = None
 
 
@@ -49,72 +53,114 @@ def run_tiny() -> list[tuple[Any, ...]]:
     return _connection.execute(TINY_SQL).fetchall()
 
 
-def _read(sock: socket.socket, size: int) -> bytes:
-    buffer = bytearray()
-    while len(buffer) < size:
-        chunk = sock.recv(size - len(buffer))
-        if not chunk:
-            raise EOFError
-        buffer += chunk
-    return bytes(buffer)
-
-
-def _send(sock: socket.socket, message: Any) -> None:
-    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    sock.sendall(_HEADER.pack(len(payload)) + payload)
-
-
-def _receive(sock: socket.socket) -> Any:
-    return pickle.loads(_read(sock, _HEADER.unpack(_read(sock, _HEADER.size))[0]))
-
-
 def socketpair_worker(fd: int) -> None:
     """A bare worker: answer every frame with ``run_tiny()`` until EOF."""
     with socket.socket(fileno=fd) as sock:
         while True:
             try:
-                _receive(sock)
-            except EOFError:
+                read_frame(sock)
+            except (EOFError, OSError):
                 return
-            _send(sock, run_tiny())
+            sock.sendall(encode(run_tiny()))
 
 
 @contextlib.contextmanager
-def _socketpair_call() -> Iterator[Callable[[], Any]]:
+def _frames_to(code: str, *args: str) -> Iterator[socket.socket]:
+    """A process running ``code`` with a socketpair end's fd as ``argv[1]``."""
     parent, child = socket.socketpair()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from sql_env.benchmarks.pools import socketpair_worker; "
-            "socketpair_worker(int(sys.argv[1]))",
-            str(child.fileno()),
-        ],
+        [sys.executable, "-c", code, str(child.fileno()), *args],
         pass_fds=(child.fileno(),),
     )
     child.close()
-
-    def call() -> Any:
-        _send(parent, ("run_tiny",))
-        return _receive(parent)
-
     try:
-        yield call
+        yield parent
     finally:
         parent.close()
         proc.wait(timeout=30)
 
 
 @contextlib.contextmanager
-def _sqlenv_pool_call(db_path: Path) -> Iterator[Callable[[], Any]]:
+def _socketpair_call() -> Iterator[Callable[[], Any]]:
+    code = (
+        "import sys; from sql_env.benchmarks.pools import socketpair_worker; "
+        "socketpair_worker(int(sys.argv[1]))"
+    )
+    frame = encode(("run_tiny",))
+    with _frames_to(code) as sock:
+
+        def call() -> Any:
+            sock.sendall(frame)
+            return read_frame(sock)
+
+        yield call
+
+
+def _tiny_job(db_path: Path) -> Any:
     from sql_env.server.sql_worker import RunQuery
+
+    return RunQuery(str(db_path), TINY_SQL, 5.0)
+
+
+@contextlib.contextmanager
+def _sqlenv_job_call(db_path: Path) -> Iterator[Callable[[], Any]]:
+    from sql_env.server.sql_worker import Worker
+
+    worker, job = Worker(), _tiny_job(db_path)
+    yield lambda: worker.run(job)
+
+
+@contextlib.contextmanager
+def _sqlenv_worker_call(db_path: Path) -> Iterator[Callable[[], Any]]:
+    from sql_env.server.worker_pool import (
+        DEFAULT_MEMORY_MB,
+        WORKER_COMMAND,
+        WORKER_NICE,
+    )
+
+    frame = encode(_tiny_job(db_path))
+    with _frames_to(WORKER_COMMAND, str(DEFAULT_MEMORY_MB), str(WORKER_NICE)) as sock:
+        read_frame(sock)  # the worker's Ready
+
+        def call() -> Any:
+            sock.sendall(frame)
+            return read_frame(sock)
+
+        yield call
+
+
+@contextlib.contextmanager
+def _sqlenv_pool_call(db_path: Path) -> Iterator[Callable[[], Any]]:
     from sql_env.server.worker_pool import PoolSettings, WorkerPool
 
     pool = WorkerPool(PoolSettings(workers=1))
     pool.wait_ready()
-    job = RunQuery(str(db_path), TINY_SQL, 5.0)
+    job = _tiny_job(db_path)
     try:
         yield lambda: pool.run(job, 5.0)
+    finally:
+        pool.close()
+
+
+def _sqlenv_pool_async_times(db_path: Path, jobs: int, warmup: int) -> list[float]:
+    """``run_async`` from an event loop, as the server's steps await it."""
+    from sql_env.server.worker_pool import PoolSettings, WorkerPool
+
+    pool = WorkerPool(PoolSettings(workers=1))
+    pool.wait_ready()
+    job = _tiny_job(db_path)
+
+    async def timed() -> list[float]:
+        seconds = []
+        for i in range(warmup + jobs):
+            started = time.perf_counter()
+            await pool.run_async(job, 5.0)
+            if i >= warmup:
+                seconds.append(time.perf_counter() - started)
+        return seconds
+
+    try:
+        return asyncio.run(timed())
     finally:
         pool.close()
 
@@ -161,7 +207,9 @@ def contenders(db_path: Path) -> dict[str, Callable[[], Any]]:
     """Name -> context manager yielding a call; only what is importable here."""
     found: dict[str, Callable[[], Any]] = {
         "raw_sqlite3": _raw_call,
+        "sqlenv_job_in_process": lambda: _sqlenv_job_call(db_path),
         "socketpair": _socketpair_call,
+        "sqlenv_worker_frames": lambda: _sqlenv_worker_call(db_path),
         "sqlenv_pool": lambda: _sqlenv_pool_call(db_path),
         "ProcessPoolExecutor": lambda: _executor_call(
             concurrent.futures.ProcessPoolExecutor(max_workers=1)
@@ -205,9 +253,13 @@ def run(db_path: Path, jobs: int, warmup: int, starts: int) -> dict[str, Any]:
     round_trip: dict[str, Any] = {}
     for name, opened in contenders(db_path).items():
         with opened() as call:
-            if call() != [(1, "abc", 2.5)] and name != "sqlenv_pool":
-                raise RuntimeError(f"{name} returned {call()!r}")
+            reply = call()
+            if not name.startswith("sqlenv") and reply != TINY_ROWS:
+                raise RuntimeError(f"{name} returned {reply!r}")
             round_trip[name] = latency_ms(_timed(call, jobs, warmup))
+        if name == "sqlenv_pool":
+            times = _sqlenv_pool_async_times(db_path, jobs, warmup)
+            round_trip["sqlenv_pool_async"] = latency_ms(times)
     missing = [name for name in ("pebble", "loky") if name not in round_trip]
     return {
         "round_trip_ms": round_trip,

@@ -119,8 +119,8 @@ def _wire(wire: dict[str, Any]) -> list[str]:
             ),
             number(r["step_ms"]["p50"]),
             number(r["step_ms"]["p99"]),
-            number(r["server_cpu_ms_per_step"], 3),
-            r["subprocesses_after_window"],
+            f"{r['server_cpu_ms_per_step']:.3f} ({r['worker_cpu_ms_per_step']:.3f})",
+            r["subprocesses_seen"],
             r["errors"],
         ]
         for r in sorted(wire["rows"], key=lambda r: (r["concurrency"], r["server"]))
@@ -132,8 +132,8 @@ def _wire(wire: dict[str, Any]) -> list[str]:
         "/ echo",
         "step p50 (ms)",
         "step p99 (ms)",
-        "server CPU per step (ms)",
-        "subprocesses",
+        "server CPU per step, (of it workers) (ms)",
+        "worker processes seen",
         "errors",
     ]
     return [

@@ -187,6 +187,11 @@ class ServerProcess:
     def num_threads(self) -> int:
         return self.ps.num_threads()
 
+    def own_cpu_s(self) -> float:
+        """CPU seconds of the server process alone."""
+        times = self.ps.cpu_times()
+        return times.user + times.system
+
     def cpu_s(self) -> float:
         """CPU seconds of the server, its live subprocesses and the reaped ones."""
         times = self.ps.cpu_times()

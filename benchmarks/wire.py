@@ -12,10 +12,12 @@ load on the machine changes much less than it changes throughput.
 import asyncio
 import contextlib
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
 from websockets.asyncio.client import connect as ws_connect
 
 from sql_env.benchmarks.action_mix import EpisodePlan
@@ -24,6 +26,7 @@ from sql_env.benchmarks.server_process import WS_OPTIONS, ServerProcess, ServerS
 from sql_env.benchmarks.stats import latency_ms
 
 ERROR_SAMPLES = 5
+WATCH_INTERVAL_S = 0.25
 
 
 def episode_frames(echo: bool, plan: EpisodePlan) -> list[str]:
@@ -50,7 +53,8 @@ class WireTally:
     obs_errors: int = 0
     seconds: float = 0.0
     cpu_s: float = 0.0
-    most_subprocesses: int = 0
+    worker_cpu_s: float = 0.0
+    subprocess_pids: set[int] = field(default_factory=set)
     step_latencies: list[float] = field(default_factory=list)
     error_samples: list[str] = field(default_factory=list)
 
@@ -132,14 +136,32 @@ def measure(
     """One window on one server, added to ``tally``."""
     episodes = [episode_frames(echo, p) for p in plans]
     warmup_s = min(1.0, max(0.2, seconds / 5))
-    cpu_before = server.cpu_s()
-    elapsed = asyncio.run(
-        _window(server.ws_url, episodes, concurrency, warmup_s, seconds, tally)
-    )
+    done = threading.Event()
+    watcher = threading.Thread(target=_watch_subprocesses, args=(server, done, tally))
+    cpu_before, own_before = server.cpu_s(), server.own_cpu_s()
+    watcher.start()
+    try:
+        elapsed = asyncio.run(
+            _window(server.ws_url, episodes, concurrency, warmup_s, seconds, tally)
+        )
+    finally:
+        done.set()
+        watcher.join()
     # The CPU count covers the warm-up too: scale it to the measured share.
-    tally.cpu_s += (server.cpu_s() - cpu_before) * elapsed / (elapsed + warmup_s)
+    share = elapsed / (elapsed + warmup_s)
+    cpu, own = server.cpu_s() - cpu_before, server.own_cpu_s() - own_before
+    tally.cpu_s += cpu * share
+    tally.worker_cpu_s += (cpu - own) * share
     tally.seconds += elapsed
-    tally.most_subprocesses = max(tally.most_subprocesses, len(server.children()))
+
+
+def _watch_subprocesses(
+    server: ServerProcess, done: threading.Event, tally: WireTally
+) -> None:
+    """Note every subprocess (SQL worker) seen while the window runs."""
+    while not done.wait(WATCH_INTERVAL_S):
+        with contextlib.suppress(psutil.Error):
+            tally.subprocess_pids.update(c.pid for c in server.children())
 
 
 def _row(name: str, concurrency: int, tally: WireTally, alive: bool) -> dict:
@@ -151,10 +173,11 @@ def _row(name: str, concurrency: int, tally: WireTally, alive: bool) -> dict:
         "steps_per_s": tally.steps / tally.seconds,
         "step_ms": latency_ms(tally.step_latencies),
         "server_cpu_ms_per_step": 1000 * tally.cpu_s / max(1, tally.steps),
+        "worker_cpu_ms_per_step": 1000 * tally.worker_cpu_s / max(1, tally.steps),
         "errors": tally.errors,
         "obs_errors": tally.obs_errors,
         "error_samples": tally.error_samples,
-        "subprocesses_after_window": tally.most_subprocesses,
+        "subprocesses_seen": len(tally.subprocess_pids),
         "server_alive": alive,
     }
 
