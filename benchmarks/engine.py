@@ -10,6 +10,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,24 +22,24 @@ TIMER = Path(__file__).with_name("engine_timer.py")
 TIMER_TIMEOUT_S = 1800.0
 
 
+@dataclass(frozen=True)
+class TimerSettings:
+    """How long the engine timer plays: passes over the mix, resets timed."""
+
+    repeats: int
+    resets: int
+    seed: int
+    split: str
+
+
 def time_engine(
-    python: str,
-    data_dir: Path,
-    plans: list[EpisodePlan],
-    *,
-    repeats: int,
-    resets: int,
-    seed: int,
-    split: str,
+    python: str, data_dir: Path, plans: list[EpisodePlan], settings: TimerSettings
 ) -> dict[str, Any]:
     """Raw timings of one engine, from ``engine_timer.py`` under ``python``."""
     spec = {
         "data_dir": str(Path(data_dir).resolve()),
         "plans": [p.to_json() for p in plans],
-        "repeats": repeats,
-        "resets": resets,
-        "seed": seed,
-        "split": split,
+        **asdict(settings),
     }
     with tempfile.TemporaryDirectory(prefix="sqlenv-engine-") as tmp:
         spec_path, out_path = Path(tmp) / "plans.json", Path(tmp) / "timings.json"
@@ -85,24 +86,12 @@ def summarise(raw: dict[str, Any]) -> dict[str, Any]:
 def run(
     sides: dict[str, tuple[str, Path]],
     plans: list[EpisodePlan],
-    *,
-    repeats: int,
-    resets: int,
-    seed: int,
-    split: str,
+    settings: TimerSettings,
 ) -> dict[str, Any]:
     """Time every side (name -> interpreter, data dir), one after the other."""
     out: dict[str, Any] = {}
     for name, (python, data_dir) in sides.items():
         load = load_average()
-        raw = time_engine(
-            python or sys.executable,
-            data_dir,
-            plans,
-            repeats=repeats,
-            resets=resets,
-            seed=seed,
-            split=split,
-        )
+        raw = time_engine(python or sys.executable, data_dir, plans, settings)
         out[name] = {**summarise(raw), "load_start": load, "load_end": load_average()}
     return out

@@ -187,15 +187,10 @@ def _pebble_call() -> Iterator[Callable[[], Any]]:
         pool.join()
 
 
-@contextlib.contextmanager
-def _loky_call() -> Iterator[Callable[[], Any]]:
+def _loky_call() -> contextlib.AbstractContextManager[Callable[[], Any]]:
     import loky
 
-    executor = loky.get_reusable_executor(max_workers=1)
-    try:
-        yield lambda: executor.submit(run_tiny).result()
-    finally:
-        executor.shutdown()
+    return _executor_call(loky.get_reusable_executor(max_workers=1))
 
 
 @contextlib.contextmanager

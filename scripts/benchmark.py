@@ -167,14 +167,8 @@ def run(args: BenchArgs, argv: list[str]) -> dict[str, Any]:
         engines = {targets.AFTER: (sys.executable, data_dir)}
         if before:
             engines = {targets.BEFORE: (args.before_python, before), **engines}
-        result["engine"] = engine.run(
-            engines,
-            plans,
-            repeats=args.repeats,
-            resets=args.resets,
-            seed=args.seed,
-            split=args.split,
-        )
+        timer = engine.TimerSettings(args.repeats, args.resets, args.seed, args.split)
+        result["engine"] = engine.run(engines, plans, timer)
     if "wire" in sections:
         print("wire ...", flush=True)
         specs = [
