@@ -3,8 +3,9 @@
 One tiny job (``SELECT 1, 'abc', 2.5`` and its rows back) goes, over and over,
 to one worker process through each of:
 
-- ``sqlenv_pool`` (``run``) and ``sqlenv_pool_async`` (``run_async``, as the
-  server awaits it): SQLEnv's ``WorkerPool`` running a real ``RunQuery`` job
+- ``sqlenv_pool`` (``run``) and ``sqlenv_pool_async`` (``run_async`` on the
+  event loop uvicorn picks, uvloop where installed, as the server awaits it):
+  SQLEnv's ``WorkerPool`` running a real ``RunQuery`` job
   (sandbox, result view), as every QUERY step does;
 - ``sqlenv_worker_frames``: that job's frames written straight to a real SQL
   worker, without the pool's bookkeeping; ``sqlenv_job_in_process``: the job
@@ -160,9 +161,19 @@ def _sqlenv_pool_async_times(db_path: Path, jobs: int, warmup: int) -> list[floa
         return seconds
 
     try:
-        return asyncio.run(timed())
+        with asyncio.Runner(loop_factory=server_loop_factory()) as runner:
+            return runner.run(timed())
     finally:
         pool.close()
+
+
+def server_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop uvicorn serves on: uvloop where installed, else asyncio's."""
+    if importlib.util.find_spec("uvloop") is None:
+        return None
+    import uvloop
+
+    return uvloop.new_event_loop
 
 
 @contextlib.contextmanager
@@ -260,6 +271,7 @@ def run(db_path: Path, jobs: int, warmup: int, starts: int) -> dict[str, Any]:
         "round_trip_ms": round_trip,
         "not_installed": missing,
         "worker_start_ms": worker_start_ms(starts),
+        "async_loop": "uvloop" if server_loop_factory() else "asyncio",
         "cpu_count": os.cpu_count(),
         "load_start": load_start,
         "load_end": load_average(),
