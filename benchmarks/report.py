@@ -325,7 +325,9 @@ def plot(result: dict[str, Any], out_dir: Path) -> list[Path]:
                 marker="o",
                 label=server,
             )
+        concurrencies = sorted({r["concurrency"] for r in wire["rows"]})
         ax.set_xscale("log", base=2)
+        ax.set_xticks(concurrencies, [str(c) for c in concurrencies])
         ax.set_xlabel("concurrent sessions")
         ax.set_ylabel("steps/s")
         ax.set_title("Wire throughput, one server process each")
