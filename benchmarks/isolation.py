@@ -88,14 +88,14 @@ def _step(action_type: str, argument: str) -> str:
 
 def _load_sessions(plan: LoadPlan) -> list[list[str]]:
     """Each hostile session's cycle of frames, sent one after the other forever."""
-    probe_reset = json.dumps(
+    home = json.dumps(
         {"type": "reset", "data": {"split": "dev", "db_id": PROBE_DB, "seed": 0}}
     )
     match plan.load:
         case "runaway":
             bomb, cte = _step("QUERY", like_bomb()), _step("QUERY", RECURSIVE_RUNAWAY)
             return [
-                [probe_reset, *((bomb, cte) if k % 2 else (cte, bomb))]
+                [home, *((bomb, cte) if k % 2 else (cte, bomb))]
                 for k in range(RUNAWAY_SESSIONS)
             ]
         case "reset_flood":

@@ -28,8 +28,8 @@ its servers and its engine are black boxes started with its interpreter, and
 the load always comes from this one. Writes ``benchmark.json``,
 ``benchmark.md`` and PNG plots to ``--out_dir`` and prints the markdown.
 
-Usage (inside the project's virtualenv; the header's path source lets
-``uv run scripts/benchmark.py`` build one):
+Usage (in the project's virtualenv; or ``uv run --script scripts/benchmark.py``,
+whose header takes the project from this checkout and the rest from PyPI):
     python scripts/benchmark.py                                  # ~10 min
     python scripts/benchmark.py --quick --out_dir /tmp/b         # smoke run
     python scripts/benchmark.py --before_python ../old/.venv/bin/python \\
