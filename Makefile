@@ -94,7 +94,7 @@ setup-browser:
 
 # Benchmark (docs/benchmarks.md): engine vs raw sqlite3, wire vs OpenEnv's echo env,
 # memory per session, isolation under hostile load, worker pools. Writes
-# outputs/benchmark/benchmark.{json,md} and plots. ~10 minutes. With
+# outputs/benchmark/benchmark.{json,md} and plots (minutes: docs/benchmarks.md). With
 # BEFORE_PYTHON and BEFORE_DATA (another checkout's venv interpreter and data),
 # every section measures that code too, in the same run.
 BEFORE_PYTHON ?=

@@ -30,7 +30,7 @@ the load always comes from this one. Writes ``benchmark.json``,
 
 Usage (in the project's virtualenv; or ``uv run --script scripts/benchmark.py``,
 whose header takes the project from this checkout and the rest from PyPI):
-    python scripts/benchmark.py                                  # ~10 min
+    python scripts/benchmark.py                                  # every section
     python scripts/benchmark.py --quick --out_dir /tmp/b         # smoke run
     python scripts/benchmark.py --before_python ../old/.venv/bin/python \\
         --before_data_dir ../old/data
