@@ -1,7 +1,8 @@
 """The server app: health, metadata, schema, task API, and episodes over ``/ws``.
 
 Fast tests run the app in-process on the tiny data. Slow tests start the real server
-(``python -m sql_env.server.app`` under uvicorn) and talk to it over the network.
+(``uvicorn sql_env.server.app:app``, as the image runs it) and talk to it over the
+network.
 """
 
 import asyncio
