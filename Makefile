@@ -101,15 +101,31 @@ setup-browser:
 	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
 # --- end server/space ---
 # --- bench targets (helper) ---
-.PHONY: bench bench-quick setup-nginx
+.PHONY: bench bench-quick bench-pools setup-nginx
 
 # Benchmark (docs/benchmarks.md): engine vs raw sqlite3, wire vs OpenEnv's echo env,
-# memory per session. Writes outputs/benchmark/benchmark.{json,md}. ~2 minutes.
+# memory per session, isolation under hostile load, worker pools. Writes
+# outputs/benchmark/benchmark.{json,md} and plots (minutes: docs/benchmarks.md). With
+# BEFORE_PYTHON and BEFORE_DATA (another checkout's venv interpreter and data),
+# every section measures that code too, in the same run.
+BEFORE_PYTHON ?=
+BEFORE_DATA ?=
+BENCH_ARGS ?=
 bench: $(VENV)/.dev data
-	$(PY) -m sql_env.scripts.benchmark --out_dir outputs/benchmark
+	$(PY) scripts/benchmark.py --out_dir outputs/benchmark \
+		$(if $(BEFORE_PYTHON),--before_python $(BEFORE_PYTHON) --before_data_dir $(BEFORE_DATA)) \
+		$(BENCH_ARGS)
 
 bench-quick: $(VENV)/.dev data
-	$(PY) -m sql_env.scripts.benchmark --quick --out_dir outputs/benchmark-quick
+	$(PY) scripts/benchmark.py --quick --out_dir outputs/benchmark-quick
+
+# The pools section with pebble and loky as well, installed into a throwaway
+# directory (they are not dependencies of SQLEnv).
+POOL_LIBS ?= build/pool-libs
+bench-pools: $(VENV)/.dev data
+	test -d $(POOL_LIBS) || $(PIP) install -q --target $(POOL_LIBS) pebble loky
+	PYTHONPATH=$(abspath $(POOL_LIBS)) $(PY) scripts/benchmark.py --sections pools \
+		--out_dir outputs/benchmark-pools
 
 # nginx (Debian package) for tests/test_scale_out.py; the test fails without it.
 setup-nginx:

@@ -1,7 +1,8 @@
 """The server app: health, metadata, schema, task API, and episodes over ``/ws``.
 
 Fast tests run the app in-process on the tiny data. Slow tests start the real server
-(``python -m sql_env.server.app`` under uvicorn) and talk to it over the network.
+(``uvicorn sql_env.server.app:app``, as the image runs it) and talk to it over the
+network.
 """
 
 import asyncio
@@ -15,9 +16,9 @@ import websockets
 from fastapi.testclient import TestClient
 
 from sql_env import SQLEnvClient
+from sql_env.benchmarks.server_process import sqlenv_server
 from sql_env.server.app import build_app
 from sql_env.server.question_bank import bank_path, load_bank
-from tests.e2e.live_server import live_server
 
 CAPACITY = 64
 
@@ -31,10 +32,13 @@ def client(tiny_data_dir: Path) -> TestClient:
 @pytest.fixture(scope="module")
 def server_url(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     log = tmp_path_factory.mktemp("server") / "server.log"
-    with live_server(
-        tiny_data_dir, log, MAX_CONCURRENT_ENVS=str(CAPACITY), SESSION_TIMEOUT_S="60"
-    ) as url:
-        yield url
+    with sqlenv_server(
+        tiny_data_dir,
+        log_path=log,
+        MAX_CONCURRENT_ENVS=str(CAPACITY),
+        SESSION_TIMEOUT_S="60",
+    ) as server:
+        yield server.base_url
 
 
 def gold_texts(data_dir: Path) -> list[str]:
@@ -337,8 +341,10 @@ def test_idle_session_is_reaped_and_frees_its_slot(
     tiny_data_dir: Path, tmp_path: Path
 ) -> None:
     settings = {"MAX_CONCURRENT_ENVS": "1", "SESSION_TIMEOUT_S": "1"}
-    with live_server(tiny_data_dir, tmp_path / "server.log", **settings) as url:
-        ws_url = url.replace("http://", "ws://") + "/ws"
+    with sqlenv_server(
+        tiny_data_dir, log_path=tmp_path / "server.log", **settings
+    ) as server:
+        url, ws_url = server.base_url, server.ws_url
 
         async def run() -> tuple[str, str]:
             async with websockets.connect(ws_url) as idle:

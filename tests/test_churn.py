@@ -16,8 +16,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from sql_env.scripts.benchmark import WS_OPTIONS, ServerProcess
-from sql_env.scripts.benchmark import sqlenv_server as make_server
+from sql_env.benchmarks.server_process import WS_OPTIONS, ServerProcess
+from sql_env.benchmarks.server_process import sqlenv_server as make_server
 
 pytestmark = pytest.mark.slow
 

@@ -7,17 +7,17 @@ from pathlib import Path
 import pytest
 
 from sql_env import SQLEnvClient
+from sql_env.benchmarks.server_process import sqlenv_server
 from sql_env.models import SQLObservation, SQLState
 from sql_env.server.question_bank import Question, load_bank
-from tests.e2e.live_server import live_server
 from tests.e2e.play_episode import play
 
 
 @pytest.fixture(scope="module")
 def server_url(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     log = tmp_path_factory.mktemp("server") / "server.log"
-    with live_server(tiny_data_dir, log, SQLENV_MAX_STEPS="4") as url:
-        yield url
+    with sqlenv_server(tiny_data_dir, log_path=log, SQLENV_MAX_STEPS="4") as server:
+        yield server.base_url
 
 
 @pytest.fixture(scope="module")

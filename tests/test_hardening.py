@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from sql_env.scripts.benchmark import ServerProcess, WireClient, sha256_tree
-from sql_env.scripts.benchmark import sqlenv_server as make_server
+from sql_env.benchmarks.server_process import ServerProcess, WireClient, sha256_tree
+from sql_env.benchmarks.server_process import sqlenv_server as make_server
 
 pytestmark = pytest.mark.slow
 

@@ -23,8 +23,8 @@ import psutil
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from sql_env.scripts.benchmark import ServerProcess, WireClient, sha256_tree
-from sql_env.scripts.benchmark import sqlenv_server as make_server
+from sql_env.benchmarks.server_process import ServerProcess, WireClient, sha256_tree
+from sql_env.benchmarks.server_process import sqlenv_server as make_server
 from sql_env.server.question_bank import load_bank
 from sql_env.server.rewards import STEP_COST
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 import sql_env
+from sql_env.benchmarks.server_process import sqlenv_server
 from sql_env.scripts import stage_space
 from sql_env.server.question_bank import Question, load_bank
-from tests.e2e.live_server import live_server
 
 REPO = Path(sql_env.__file__).resolve().parent
 OPENENV = [sys.executable, "-m", "openenv.cli"]
@@ -197,7 +197,8 @@ def test_autoenv_from_env_plays_an_episode(tiny_data_dir: Path, tmp_path: Path) 
     answer = json.dumps([list(row) for row in question.gold_rows])
     # A fresh discovery cache: AutoEnv keeps one per user across processes.
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    with live_server(tiny_data_dir, tmp_path / "server.log") as url:
+    with sqlenv_server(tiny_data_dir, log_path=tmp_path / "server.log") as server:
+        url = server.base_url
         run = subprocess.run(
             [sys.executable, "-c", AUTOENV_EPISODE, url, question.id, answer],
             capture_output=True,

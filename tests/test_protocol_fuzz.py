@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from sql_env.scripts.benchmark import ServerProcess, WireClient
-from sql_env.scripts.benchmark import sqlenv_server as make_server
+from sql_env.benchmarks.server_process import ServerProcess, WireClient
+from sql_env.benchmarks.server_process import sqlenv_server as make_server
 
 pytestmark = pytest.mark.slow
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sql_env.benchmarks.server_process import ServerProcess, free_port
+from sql_env.benchmarks.server_process import sqlenv_server as make_server
 from sql_env.client import SQLEnvClient
-from sql_env.scripts.benchmark import ServerProcess, free_port
-from sql_env.scripts.benchmark import sqlenv_server as make_server
 from sql_env.server.question_bank import Question, load_bank
 
 pytestmark = pytest.mark.slow
@@ -214,8 +214,7 @@ def test_benchmark_quick_run_writes_its_report(spider_data_dir: Path, tmp_path: 
     subprocess.run(
         [
             sys.executable,
-            "-m",
-            "sql_env.scripts.benchmark",
+            str(REPO / "scripts" / "benchmark.py"),
             "--quick",
             "--data_dir",
             str(spider_data_dir),
@@ -227,9 +226,17 @@ def test_benchmark_quick_run_writes_its_report(spider_data_dir: Path, tmp_path: 
         timeout=600,
     )
     result = json.loads((tmp_path / "benchmark.json").read_text())
-    assert {"machine", "engine", "wire", "memory", "targets"} <= set(result)
-    assert result["engine"]["obs_errors"] == 0
+    sections = {"engine", "wire", "memory", "isolation", "pools"}
+    assert sections | {"machine", "targets"} <= set(result)
+    assert result["engine"]["after"]["obs_errors"] == 0
     assert all(row["errors"] == 0 for row in result["wire"]["rows"])
-    assert {row["server"] for row in result["wire"]["rows"]} == {"echo", "sqlenv"}
-    assert result["memory"]["sqlenv"]["errors"] == 0
+    servers = {row["server"] for row in result["wire"]["rows"]}
+    assert servers == {"echo", "after-1w", "after-2w"}
+    assert result["memory"]["after"]["errors"] == 0
+    loads = result["isolation"]["after"]
+    assert set(loads) == {"none", "runaway", "reset_flood", "big_answer"}
+    for load in loads.values():
+        assert load["probe_errors"] == 0 and load["server_alive"]
+        assert {"describe", "query", "health"} <= set(load["probes"])
+    assert {"raw_sqlite3", "sqlenv_pool"} <= set(result["pools"]["round_trip_ms"])
     assert "### Targets" in (tmp_path / "benchmark.md").read_text()

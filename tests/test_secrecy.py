@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from sql_env.scripts.benchmark import ServerProcess, WireClient
-from sql_env.scripts.benchmark import sqlenv_server as make_server
+from sql_env.benchmarks.server_process import ServerProcess, WireClient
+from sql_env.benchmarks.server_process import sqlenv_server as make_server
 from sql_env.server.episode_text import instructions
 from sql_env.server.question_bank import (
     SPIDER_LEVELS,

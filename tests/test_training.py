@@ -9,14 +9,11 @@ environment, and an episode over WebSocket against a uvicorn server.
 import json
 import math
 import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from sql_env.benchmarks.server_process import sqlenv_server
 from sql_env.server.question_bank import load_bank
 from sql_env.training.data import fetch_tasks, select_questions
 from sql_env.training.environment import (
@@ -177,50 +174,13 @@ def test_grpo_steps_reach_environment_and_log(
     assert result.curve_path.stat().st_size > 1000
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def two_session_server(tiny_data_dir: Path):
     """A uvicorn SQLEnv server on the tiny data that holds two sessions."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "SQLENV_DATA_DIR": str(tiny_data_dir),
-        "MAX_CONCURRENT_ENVS": "2",
-        "SESSION_TIMEOUT_S": "60",
-    }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "sql_env.server.app:app",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the SQLEnv server did not start") from None
-                time.sleep(0.5)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with sqlenv_server(
+        tiny_data_dir, MAX_CONCURRENT_ENVS="2", SESSION_TIMEOUT_S="60"
+    ) as server:
+        yield server.base_url
 
 
 @pytest.mark.slow

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from sql_env.benchmarks.server_process import sqlenv_server
 from sql_env.models import SQLObservation
 from sql_env.server import formatting
 from sql_env.server.question_bank import load_bank
 from sql_env.server.web_ui import result_html, view_html
-from tests.e2e.live_server import live_server
 
 CHROMIUM_FLAGS = (
     "--headless",
@@ -110,7 +110,10 @@ def test_web_page_plays_an_episode_to_a_correct_answer_in_chromium(
         if q.gold_sql.lower().startswith("select count(*)")
     )
     settings = {"ENABLE_WEB_INTERFACE": "true"}
-    with live_server(tiny_data_dir, tmp_path / "server.log", **settings) as url:
+    with sqlenv_server(
+        tiny_data_dir, log_path=tmp_path / "server.log", **settings
+    ) as server:
+        url = server.base_url
         browser = _chrome()
         try:
             wait = WebDriverWait(browser, WAIT_S)
@@ -207,8 +210,8 @@ def web_server(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
         "SQLENV_QUERY_TIMEOUT_S": "1",
     }
     log = tmp_path_factory.mktemp("web") / "server.log"
-    with live_server(tiny_data_dir, log, **settings) as url:
-        yield url
+    with sqlenv_server(tiny_data_dir, log_path=log, **settings) as server:
+        yield server.base_url
 
 
 def visitor(url: str):
@@ -286,8 +289,10 @@ def test_visitors_take_session_slots_and_a_slow_one_holds_up_no_one(
         "SQLENV_QUERY_TIMEOUT_S": "1",
         "SESSION_TIMEOUT_S": "3",
     }
-    with live_server(tiny_data_dir, tmp_path / "server.log", **settings) as url:
-        play_two_visitors_on_two_slots(url)
+    with sqlenv_server(
+        tiny_data_dir, log_path=tmp_path / "server.log", **settings
+    ) as server:
+        play_two_visitors_on_two_slots(server.base_url)
 
 
 def play_two_visitors_on_two_slots(web_server: str) -> None:

@@ -1,1 +1,4 @@
-"""Helpers for the end-to-end tests: a live uvicorn server and a scripted episode."""
+"""A scripted episode for end-to-end checks.
+
+Servers are started by ``sql_env.benchmarks.server_process``.
+"""
