@@ -39,7 +39,7 @@ from typing import Any
 
 from sql_env.benchmarks.machine import load_average
 from sql_env.benchmarks.stats import latency_ms
-from sql_env.server.sql_worker import encode, read_frame
+from sql_env.server.worker_protocol import encode, read_frame
 
 TINY_SQL = "SELECT 1, 'abc', 2.5"
 TINY_ROWS = [(1, "abc", 2.5)]
@@ -98,7 +98,7 @@ def _socketpair_call() -> Iterator[Callable[[], Any]]:
 
 
 def _tiny_job(db_path: Path) -> Any:
-    from sql_env.server.sql_worker import RunQuery
+    from sql_env.server.worker_protocol import RunQuery
 
     return RunQuery(str(db_path), TINY_SQL, 5.0)
 
@@ -113,14 +113,11 @@ def _sqlenv_job_call(db_path: Path) -> Iterator[Callable[[], Any]]:
 
 @contextlib.contextmanager
 def _sqlenv_worker_call(db_path: Path) -> Iterator[Callable[[], Any]]:
-    from sql_env.server.worker_pool import (
-        DEFAULT_MEMORY_MB,
-        WORKER_COMMAND,
-        WORKER_NICE,
-    )
+    from sql_env.server.worker_channel import WORKER_COMMAND
+    from sql_env.server.worker_pool import DEFAULT_MEMORY_MB
 
     frame = encode(_tiny_job(db_path))
-    with _frames_to(WORKER_COMMAND, str(DEFAULT_MEMORY_MB), str(WORKER_NICE)) as sock:
+    with _frames_to(WORKER_COMMAND, str(DEFAULT_MEMORY_MB), "0") as sock:
         read_frame(sock)  # the worker's Ready
 
         def call() -> Any:

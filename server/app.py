@@ -46,7 +46,7 @@ from openenv.core.env_server.http_server import create_app
 from openenv.core.env_server.types import ConcurrencyConfig
 
 from sql_env.models import SQLAction, SQLObservation, SQLState
-from sql_env.server.health import data_problem, install_health_route
+from sql_env.server.health import data_problem, install_health_route, remembered
 from sql_env.server.question_bank import DEFAULT_DATA_DIR
 from sql_env.server.sandbox import QUERY_TIMEOUT_S as DEFAULT_QUERY_TIMEOUT_S
 from sql_env.server.session_guard import SessionGuard, SessionSlots
@@ -55,6 +55,7 @@ from sql_env.server.sql_environment import MAX_STEPS as DEFAULT_MAX_STEPS
 from sql_env.server.web_ui import build_web_ui, remove_shared_web_routes
 from sql_env.server.worker_pool import (
     DEFAULT_MEMORY_MB,
+    SERVER_WORKER_NICE,
     PoolSettings,
     WorkerPool,
     available_cores,
@@ -84,6 +85,7 @@ POOL_SETTINGS = PoolSettings(
     workers=_optional_int("SQLENV_QUERY_WORKERS") or available_cores(),
     max_workers=_optional_int("SQLENV_MAX_QUERY_WORKERS"),
     memory_mb=_optional_int("SQLENV_WORKER_MEMORY_MB") or DEFAULT_MEMORY_MB,
+    nice=SERVER_WORKER_NICE,
 )
 
 
@@ -131,7 +133,7 @@ def build_app(
         title_override="SQLEnv: answer questions by exploring a database",
     )
     remove_shared_web_routes(app)
-    install_health_route(app, functools.partial(data_problem, data_dir))
+    install_health_route(app, remembered(functools.partial(data_problem, data_dir)))
     app.add_exception_handler(ValueError, _bad_argument)
     app.add_middleware(
         SessionGuard,

@@ -7,6 +7,7 @@ the reason) until ``load_bank`` succeeds and every database of the bank is on di
 """
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from sql_env.server.question_bank import BankFormatError, list_datasets, load_ba
 logger = logging.getLogger(__name__)
 
 HEALTH_PATH = "/health"
+RECHECK_S = 60.0  # a healthy verdict is trusted this long
 
 
 def data_problem(data_dir: Path) -> str | None:
@@ -46,6 +48,29 @@ def data_problem(data_dir: Path) -> str | None:
         if missing:
             return f"{dataset}: {len(missing)} database(s) missing, e.g. {missing[0]!r}"
     return None
+
+
+def remembered(
+    problem: Callable[[], str | None], recheck_s: float = RECHECK_S
+) -> Callable[[], str | None]:
+    """``problem`` with a healthy verdict kept for ``recheck_s``.
+
+    The full check reads every bank and stats every database file: fine once,
+    wasteful on every probe of a load balancer. An unhealthy verdict is never
+    kept, so the server turns healthy as soon as the data is there.
+    """
+    healthy_until = 0.0
+
+    def check() -> str | None:
+        nonlocal healthy_until
+        if time.monotonic() < healthy_until:
+            return None
+        reason = problem()
+        if reason is None:
+            healthy_until = time.monotonic() + recheck_s
+        return reason
+
+    return check
 
 
 def install_health_route(app: FastAPI, problem: Callable[[], str | None]) -> None:

@@ -40,7 +40,9 @@ from sql_env.server.question_bank import (
     load_bank,
 )
 from sql_env.server.sandbox import QUERY_TIMEOUT_S, is_utf8
-from sql_env.server.sql_worker import (
+from sql_env.server.verifier import Verdict
+from sql_env.server.worker_pool import WorkerError, WorkerPool, shared_pool
+from sql_env.server.worker_protocol import (
     CheckAnswer,
     CheckSQL,
     GoldRef,
@@ -48,8 +50,6 @@ from sql_env.server.sql_worker import (
     QueryOutcome,
     RunQuery,
 )
-from sql_env.server.verifier import Verdict
-from sql_env.server.worker_pool import WorkerError, WorkerPool, shared_pool
 
 logger = logging.getLogger(__name__)
 
@@ -268,6 +268,8 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
         self._lock = threading.Lock()
         self._async_lock = asyncio.Lock()
         self._turn_started = 0.0
+        # Who the SQL workers serve: the pool serves the lightest user first.
+        self._tenant = object()
         self._closed = False
 
     @property
@@ -457,7 +459,10 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
                 return self._after_end(action)
             if step.job is not None:
                 try:
-                    self._settle(step, self.pool.run(step.job, self.query_timeout_s))
+                    reply = self.pool.run(
+                        step.job, self.query_timeout_s, tenant=self._tenant
+                    )
+                    self._settle(step, reply)
                 except (SQLEnvError, WorkerError) as exc:
                     self._settle(step, exc)
             return self._finish(step)
@@ -482,7 +487,7 @@ class SQLEnvironment(Environment[SQLAction, SQLObservation, SQLState]):
                 if step.job is not None:
                     try:
                         reply = await self.pool.run_async(
-                            step.job, self.query_timeout_s
+                            step.job, self.query_timeout_s, tenant=self._tenant
                         )
                     except (SQLEnvError, WorkerError) as exc:
                         reply = exc

@@ -14,15 +14,12 @@ first. It keeps a few open databases and prepared gold results between jobs.
 """
 
 import os
-import pickle
 import resource
 import socket
 import sqlite3
-import struct
 import sys
 import traceback
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,127 +32,22 @@ from sql_env.server.execution_match import (
 from sql_env.server.question_bank import GoldRecord, read_gold
 from sql_env.server.sandbox import MAX_RESULT_ROWS, Sandbox, jsonable
 from sql_env.server.verifier import Gold, Verdict, check_answer, prepare_gold
+from sql_env.server.worker_protocol import (
+    CheckAnswer,
+    CheckSQL,
+    GoldRef,
+    Job,
+    QueryOutcome,
+    Ready,
+    RunQuery,
+    WorkerFailure,
+    encode,
+    read_frame,
+)
 
 OPEN_DATABASES = 16  # sandboxes kept open per worker, least recently used first out
 CACHED_GOLDS = 64  # prepared gold results kept per worker
 HEAP_SHARE = 0.5  # SQLite's hard heap limit, as a share of the worker's memory cap
-_HEADER = struct.Struct("!Q")
-
-
-@dataclass(frozen=True, slots=True)
-class GoldRef:
-    """Where a question's gold result is: a bank file and the question's id."""
-
-    bank: str
-    question_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class RunQuery:
-    """Run one statement in the sandbox of a database.
-
-    Attributes:
-        db_path: The database file.
-        sql: The statement (agent input, or SAMPLE's generated statement).
-        timeout_s: SQLite's deadline for it, execution and fetch together.
-        row_count: The table's size when the statement is SAMPLE's prefix.
-        score: In shaped mode, the gold result the rows are compared with.
-    """
-
-    db_path: str
-    sql: str
-    timeout_s: float
-    row_count: int | None = None
-    score: GoldRef | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class QueryOutcome:
-    """What the server needs of a statement's result: never more than is shown.
-
-    ``potential`` is the result's closeness to the gold (shaped mode), None
-    when not asked for or when the statement read no table.
-    """
-
-    view: formatting.TableView
-    reads_table: bool
-    potential: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class CheckAnswer:
-    """Score an ANSWER text against a question's gold result."""
-
-    gold: GoldRef
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class CheckSQL:
-    """Run an ANSWER's SELECT and score its rows by a dataset's official rule.
-
-    Attributes:
-        db_path: The database file.
-        sql: The agent's final statement.
-        timeout_s: SQLite's deadline for it.
-        gold: The question's gold result.
-        rule: ``"spider"`` (test-suite ``result_eq``) or ``"bird"`` (row sets).
-    """
-
-    db_path: str
-    sql: str
-    timeout_s: float
-    gold: GoldRef
-    rule: str
-
-
-@dataclass(frozen=True, slots=True)
-class Ready:
-    """The first frame a worker writes: it has started and set its limits."""
-
-    pid: int
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerFailure:
-    """A job raised something that is not an agent error: a bug, with its trace."""
-
-    trace: str
-
-
-Job = RunQuery | CheckAnswer | CheckSQL
-EXECUTION_RULES = {"spider": spider_execution_match, "bird": bird_execution_match}
-
-
-def encode(message: Any) -> bytes:
-    """One frame: an 8-byte length, then the pickled message."""
-    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    return _HEADER.pack(len(payload)) + payload
-
-
-def frame_length(header: bytes) -> int:
-    return _HEADER.unpack(header)[0]
-
-
-HEADER_SIZE = _HEADER.size
-
-
-def _read_exactly(sock: socket.socket, size: int) -> bytes:
-    buffer = bytearray(size)
-    view = memoryview(buffer)
-    got = 0
-    while got < size:
-        n = sock.recv_into(view[got:])
-        if n == 0:
-            raise EOFError("the server closed the connection")
-        got += n
-    return bytes(buffer)
-
-
-def read_frame(sock: socket.socket) -> Any:
-    """Read one frame from a blocking socket (the worker's side)."""
-    size = frame_length(_read_exactly(sock, HEADER_SIZE))
-    return pickle.loads(_read_exactly(sock, size))
 
 
 class Worker:

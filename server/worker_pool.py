@@ -1,57 +1,52 @@
 """Killable SQL workers: a pool of processes the server can stop at any deadline.
 
-Why a pool of our own, over the standard library: a job's round trip through a
-``socketpair`` is a few tens of microseconds, where pebble's ``ProcessPool``,
-``concurrent.futures.ProcessPoolExecutor`` and loky each hand a job through
-feeder threads and queues and cost several times more (docs/benchmarks.md).
-QUERY steps are mostly sub-millisecond, so that hand-off would be most of a
-step. The pool also does what those do not: it waits on a worker from asyncio
-without a thread, grows past its base size while workers are held by slow
-statements (so a runaway query in one session never queues another session's
-query), and starts workers with ``subprocess`` (fork *and exec*), which is safe
-in a trainer process that has torch and CUDA loaded.
-
 One job runs on one worker at a time. A job that has not answered by its
 deadline is not waited for: its worker is killed (SIGKILL) and replaced, so no
 CPU is spent on it afterwards. A worker that dies (out of memory, a crash) is
 replaced the same way.
+
+Scheduling keeps one session's slow statements from slowing another's:
+
+- the pool keeps ``workers`` processes (default: the available cores), so SQL
+  runs on every core, and grows past that only while a worker has been held
+  longer than ``SLOW_JOB_S`` (a runaway statement), never for the brief waits
+  of fast traffic, up to what fits in half the memory;
+- each job names its *tenant* (the environment it serves); a tenant's recent
+  worker time decays with ``USAGE_HALF_LIFE_S``. Waiting jobs are served
+  lightest tenant first, and a tenant that has used more than ``HEAVY_S`` may
+  not take the last idle worker while the pool can still grow: that one stays
+  for the sessions whose queries are cheap.
+
+Why a pool of our own, over the standard library: pebble's ``ProcessPool``,
+``concurrent.futures.ProcessPoolExecutor`` and loky hand each job through
+feeder threads and queues, which for sub-millisecond QUERY steps is most of a
+step; they cannot wait on a worker from asyncio without a thread, grow only
+for slow jobs, serve the lightest tenant first, or start workers with fork and
+exec (safe in a trainer that has CUDA loaded). docs/benchmarks.md measures the
+round trips side by side.
 """
 
 import asyncio
 import atexit
 import contextlib
 import logging
+import math
 import os
-import pickle
-import socket
-import subprocess
-import sys
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from sql_env.server.errors import QueryTimeoutError, ResourceLimitError
-from sql_env.server.sql_worker import (
-    HEADER_SIZE,
-    Job,
-    Ready,
-    WorkerFailure,
-    encode,
-    frame_length,
-)
+from sql_env.server.worker_channel import WorkerChannel
+from sql_env.server.worker_protocol import Job, Ready, WorkerFailure
 
 logger = logging.getLogger(__name__)
 
-# Imported by name, not run as __main__, so its job classes unpickle as sent.
-WORKER_COMMAND = (
-    "import sys; from sql_env.server.sql_worker import main; main(sys.argv[1:])"
-)
 DEFAULT_MEMORY_MB = 512
-# Workers run below the server's priority, so the event loop is never starved.
-WORKER_NICE = 10
+# A server's workers run below its priority, so its event loop is never starved.
+SERVER_WORKER_NICE = 10
 START_TIMEOUT_S = 60.0
 IDLE_RETIRE_S = 30.0  # an extra worker idle this long is stopped
 # A worker gets this long past its job's deadline (SQLite's own interrupt) before
@@ -59,6 +54,12 @@ IDLE_RETIRE_S = 30.0  # an extra worker idle this long is stopped
 KILL_GRACE_S = 0.5
 # Share of the machine's memory that all workers' caps together may reach.
 MEMORY_SHARE = 0.5
+SLOW_JOB_S = 0.05  # a worker held longer than this lets the pool grow
+HEAVY_S = 1.0  # recent worker-seconds above which a tenant is heavy
+USAGE_HALF_LIFE_S = 10.0
+RESERVED_IDLE = 1  # idle workers kept from heavy tenants while the pool can grow
+
+Tenant = Hashable
 
 
 class WorkerError(RuntimeError):
@@ -92,11 +93,15 @@ class PoolSettings:
         max_workers: Workers allowed at once while slow statements hold some
             (default: as many as fit in half the memory at ``memory_mb`` each).
         memory_mb: Each worker's address-space cap.
+        nice: Each worker's niceness. A server lowers its workers' priority
+            below its event loop's (``SERVER_WORKER_NICE``); in a trainer, where
+            torch keeps every core busy, workers keep the process's priority.
     """
 
     workers: int = field(default_factory=available_cores)
     max_workers: int | None = None
     memory_mb: int = DEFAULT_MEMORY_MB
+    nice: int = 0
 
     @property
     def ceiling(self) -> int:
@@ -117,70 +122,15 @@ class PoolStats:
     failures: int = 0
 
 
-class _Worker:
-    def __init__(self, proc: subprocess.Popen[bytes], sock: socket.socket) -> None:
-        self.proc = proc
-        self.sock = sock
-        self.idle_since = time.monotonic()
+@dataclass(eq=False)
+class _Waiter:
+    """A job waiting for a worker; ``deliver`` hands it one (or an error)."""
 
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def kill(self) -> None:
-        with contextlib.suppress(OSError):
-            self.proc.kill()
-        with contextlib.suppress(OSError):
-            self.sock.close()
-
-    # ------------------------------------------------------------- blocking
-
-    def call(self, frame: bytes, timeout_s: float) -> Any:
-        deadline = time.monotonic() + timeout_s
-        self.sock.settimeout(timeout_s)
-        self.sock.sendall(frame)
-        return self.receive(deadline)
-
-    def receive(self, deadline: float) -> Any:
-        header = self._read(HEADER_SIZE, deadline)
-        return pickle.loads(self._read(frame_length(header), deadline))
-
-    def _read(self, size: int, deadline: float) -> bytes:
-        buffer = bytearray(size)
-        view = memoryview(buffer)
-        got = 0
-        while got < size:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            self.sock.settimeout(remaining)
-            n = self.sock.recv_into(view[got:])
-            if n == 0:
-                raise EOFError
-            got += n
-        return bytes(buffer)
-
-    # ------------------------------------------------------------ asyncio
-
-    async def call_async(self, frame: bytes, timeout_s: float) -> Any:
-        loop = asyncio.get_running_loop()
-        self.sock.setblocking(False)
-        async with asyncio.timeout(timeout_s):
-            await loop.sock_sendall(self.sock, frame)
-            header = await self._read_async(loop, HEADER_SIZE)
-            payload = await self._read_async(loop, frame_length(header))
-        return pickle.loads(payload)
-
-    async def _read_async(self, loop: asyncio.AbstractEventLoop, size: int) -> bytes:
-        buffer = bytearray(size)
-        view = memoryview(buffer)
-        got = 0
-        while got < size:
-            n = await loop.sock_recv_into(self.sock, view[got:])
-            if n == 0:
-                raise EOFError
-            got += n
-        return bytes(buffer)
+    tenant: Tenant
+    heavy: bool
+    usage: float
+    seq: int
+    deliver: Callable[[WorkerChannel | Exception], bool]
 
 
 class WorkerPool:
@@ -199,11 +149,13 @@ class WorkerPool:
         self._ceiling = self.settings.ceiling
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        self._idle: list[_Worker] = []
-        self._busy: set[_Worker] = set()
+        self._idle: list[WorkerChannel] = []
+        self._busy: dict[WorkerChannel, tuple[Tenant, float]] = {}
         self._starting = 0
-        self._waiters: deque[Callable[[_Worker | Exception], bool]] = deque()
-        self._doomed: list[_Worker] = []
+        self._waiters: list[_Waiter] = []
+        self._seq = 0
+        self._usage: dict[Tenant, tuple[float, float]] = {}
+        self._doomed: list[WorkerChannel] = []
         self._closed = False
         self._pid = os.getpid()
         self._spawner = threading.Thread(
@@ -229,12 +181,20 @@ class WorkerPool:
         with self._lock:
             return len(self._idle) + len(self._busy) + self._starting
 
+    @property
+    def busy(self) -> int:
+        """Workers running a job now."""
+        with self._lock:
+            return len(self._busy)
+
     def worker_pids(self) -> list[int]:
         with self._lock:
             return [w.pid for w in (*self._idle, *self._busy)]
 
     def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
         """Block until the base number of workers has started (warm-up)."""
+        if not self._spawner.is_alive():
+            self.start()
         deadline = time.monotonic() + timeout_s
         with self._lock:
             while len(self._idle) + len(self._busy) < self.settings.workers:
@@ -243,45 +203,34 @@ class WorkerPool:
                     raise RuntimeError("SQL workers did not start in time")
                 self._wake.wait(remaining)
 
-    def run(self, job: Job, timeout_s: float) -> Any:
+    def run(self, job: Job, timeout_s: float, tenant: Tenant = None) -> Any:
         """Run a job and return its result, blocking this thread.
 
         Args:
             job: What to run.
             timeout_s: The job's deadline; its worker is killed ``KILL_GRACE_S``
                 after it.
+            tenant: Who the job is for (an environment): the pool serves the
+                lightest tenant first.
 
         Raises:
             SQLEnvError: The job's own error (bad SQL, timeout, memory, ...).
             WorkerError: The job failed on a bug in the worker.
         """
-        worker = self._acquire()
-        with self._holding(worker, timeout_s):
-            reply = worker.call(encode(job), timeout_s + KILL_GRACE_S)
+        worker = self._acquire(tenant)
+        with self._holding(worker, tenant, timeout_s):
+            reply = worker.call(job, timeout_s + KILL_GRACE_S)
         return self._unwrap(reply)
 
-    async def run_async(self, job: Job, timeout_s: float) -> Any:
+    async def run_async(self, job: Job, timeout_s: float, tenant: Tenant = None) -> Any:
         """Run a job without blocking the event loop; see ``run``.
 
         Cancelling the awaiting task kills the worker running the job.
         """
-        worker = await self._acquire_async()
-        with self._holding(worker, timeout_s):
-            reply = await worker.call_async(encode(job), timeout_s + KILL_GRACE_S)
+        worker = await self._acquire_async(tenant)
+        with self._holding(worker, tenant, timeout_s):
+            reply = await worker.call_async(job, timeout_s + KILL_GRACE_S)
         return self._unwrap(reply)
-
-    @contextlib.contextmanager
-    def _holding(self, worker: _Worker, timeout_s: float) -> Iterator[None]:
-        """Give the worker back after its job, or kill it if the job went wrong."""
-        try:
-            yield
-        except Exception as exc:
-            self._discard(worker)
-            raise self._failure(exc, timeout_s) from None
-        except BaseException:  # cancelled or interrupted: its reply is unwanted
-            self._discard(worker)
-            raise
-        self._release(worker)
 
     def close(self) -> None:
         """Stop every worker; jobs still running fail. Safe to call twice."""
@@ -289,17 +238,31 @@ class WorkerPool:
             self._closed = True
             workers = [*self._idle, *self._busy]
             self._idle.clear()
+            waiters, self._waiters = self._waiters, []
             self._wake.notify_all()
+        for waiter in waiters:
+            waiter.deliver(RuntimeError("the SQL worker pool is closed"))
         for worker in workers:
             worker.kill()
-            with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-                worker.proc.wait(timeout=5)
+            worker.reap()
 
-    # ---------------------------------------------------------- internals
+    # ------------------------------------------------------- running a job
 
-    def _count(self, name: str) -> None:
-        with self._lock:
-            setattr(self.stats, name, getattr(self.stats, name) + 1)
+    @contextlib.contextmanager
+    def _holding(
+        self, worker: WorkerChannel, tenant: Tenant, timeout_s: float
+    ) -> Iterator[None]:
+        """Give the worker back after its job, or kill it if the job went wrong."""
+        started = time.monotonic()
+        try:
+            yield
+        except Exception as exc:
+            self._discard(worker, tenant, started)
+            raise self._failure(exc, timeout_s) from None
+        except BaseException:  # cancelled or interrupted: its reply is unwanted
+            self._discard(worker, tenant, started)
+            raise
+        self._release(worker, tenant, started)
 
     def _unwrap(self, reply: Any) -> Any:
         self._count("jobs")
@@ -325,35 +288,53 @@ class WorkerPool:
             "or simplify the query."
         )
 
-    def _acquire(self) -> _Worker:
-        got: list[_Worker | Exception] = []
-        ready = threading.Event()
+    def _count(self, name: str) -> None:
+        with self._lock:
+            setattr(self.stats, name, getattr(self.stats, name) + 1)
 
-        def hand(worker: _Worker | Exception) -> bool:
+    # ---------------------------------------------------- taking a worker
+
+    def _acquire(self, tenant: Tenant) -> WorkerChannel:
+        got: list[WorkerChannel | Exception] = []
+        ready = threading.Event()
+        gone = False
+
+        def deliver(worker: WorkerChannel | Exception) -> bool:
+            if gone:
+                return False
             got.append(worker)
             ready.set()
             return True
 
-        self._request(hand)
-        ready.wait()
+        worker = self._take_or_wait(tenant, deliver)
+        if worker is not None:
+            return worker
+        try:
+            ready.wait()
+        except BaseException:  # interrupted while waiting: give back what came
+            with self._lock:
+                gone = True
+            if got and not isinstance(got[0], Exception):
+                self._release(got[0], tenant, time.monotonic())
+            raise
         if isinstance(got[0], Exception):
             raise got[0]
         return got[0]
 
-    async def _acquire_async(self) -> _Worker:
+    async def _acquire_async(self, tenant: Tenant) -> WorkerChannel:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[_Worker] = loop.create_future()
+        future: asyncio.Future[WorkerChannel] = loop.create_future()
 
-        def settle(worker: _Worker | Exception) -> None:
+        def settle(worker: WorkerChannel | Exception) -> None:
             if isinstance(worker, Exception):
                 if not future.done():
                     future.set_exception(worker)
             elif future.cancelled():
-                self._release(worker)
+                self._release(worker, tenant, time.monotonic())
             else:
                 future.set_result(worker)
 
-        def hand(worker: _Worker | Exception) -> bool:
+        def deliver(worker: WorkerChannel | Exception) -> bool:
             if future.done():
                 return False
             try:
@@ -362,10 +343,15 @@ class WorkerPool:
                 return False
             return True
 
-        self._request(hand)
+        worker = self._take_or_wait(tenant, deliver)
+        if worker is not None:
+            return worker
         return await future
 
-    def _request(self, hand: Callable[[_Worker | Exception], bool]) -> None:
+    def _take_or_wait(
+        self, tenant: Tenant, deliver: Callable[[WorkerChannel | Exception], bool]
+    ) -> WorkerChannel | None:
+        """An idle worker this tenant may take now, or None after queueing it."""
         if os.getpid() != self._pid:
             raise RuntimeError("a WorkerPool cannot be used after fork()")
         if not self._spawner.is_alive():
@@ -373,41 +359,77 @@ class WorkerPool:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the SQL worker pool is closed")
-            if self._idle:
+            now = time.monotonic()
+            usage = self._usage_of(tenant, now)
+            heavy = usage > HEAVY_S
+            if self._idle and not self._waiters and self._may_take(heavy):
                 worker = self._idle.pop()
-                self._busy.add(worker)
-            else:
-                self._waiters.append(hand)
-                self._wake.notify_all()
-                return
-        hand(worker)
+                self._busy[worker] = (tenant, now)
+                return worker
+            self._seq += 1
+            self._waiters.append(_Waiter(tenant, heavy, usage, self._seq, deliver))
+            self._dispatch()
+            self._wake.notify_all()
+            return None
 
-    def _release(self, worker: _Worker) -> None:
+    def _may_take(self, heavy: bool) -> bool:
+        """Whether a tenant may take an idle worker (the lock is held)."""
+        running = len(self._idle) + len(self._busy) + self._starting
+        return not heavy or len(self._idle) > RESERVED_IDLE or running >= self._ceiling
+
+    def _dispatch(self) -> None:
+        """Hand idle workers to waiters, lightest tenant first (the lock is held)."""
+        self._waiters.sort(key=lambda w: (w.heavy, w.usage, w.seq))
+        index = 0
+        while self._idle and index < len(self._waiters):
+            waiter = self._waiters[index]
+            if not self._may_take(waiter.heavy):
+                index += 1
+                continue
+            del self._waiters[index]
+            worker = self._idle.pop()
+            self._busy[worker] = (waiter.tenant, time.monotonic())
+            if not waiter.deliver(worker):  # it gave up waiting
+                del self._busy[worker]
+                self._idle.append(worker)
+
+    def _usage_of(self, tenant: Tenant, now: float) -> float:
+        value, at = self._usage.get(tenant, (0.0, now))
+        return value * math.exp2(-(now - at) / USAGE_HALF_LIFE_S)
+
+    def _charge(self, tenant: Tenant, started: float, now: float) -> None:
+        usage = self._usage_of(tenant, now) + (now - started)
+        if usage < 1e-3:
+            self._usage.pop(tenant, None)
+        else:
+            self._usage[tenant] = (usage, now)
+
+    # -------------------------------------------------- giving a worker back
+
+    def _release(self, worker: WorkerChannel, tenant: Tenant, started: float) -> None:
         with self._lock:
-            self._busy.discard(worker)
+            now = time.monotonic()
+            self._busy.pop(worker, None)
+            self._charge(tenant, started, now)
             if self._closed:
                 self._doomed.append(worker)
                 return
-            while self._waiters:
-                hand = self._waiters.popleft()
-                self._busy.add(worker)
-                if hand(worker):
-                    return
-                self._busy.discard(worker)
-            worker.idle_since = time.monotonic()
+            worker.idle_since = now
             self._idle.append(worker)
+            self._dispatch()
 
-    def _discard(self, worker: _Worker) -> None:
+    def _discard(self, worker: WorkerChannel, tenant: Tenant, started: float) -> None:
         worker.kill()
         with self._lock:
-            self._busy.discard(worker)
+            self._busy.pop(worker, None)
+            self._charge(tenant, started, time.monotonic())
             self._doomed.append(worker)
             self._wake.notify_all()
 
-    # ------------------------------------------------------- the spawner
+    # -------------------------------------------------------- the spawner
 
     def _maintain(self) -> None:
-        """Keep the base size, start workers for waiters, reap and retire."""
+        """Keep the base size, grow for slow jobs, reap and retire."""
         while True:
             try:
                 if not self._maintain_once():
@@ -419,48 +441,38 @@ class WorkerPool:
     def _maintain_once(self) -> bool:
         """One round of upkeep; False once the pool is closed."""
         with self._lock:
-            while not self._closed and not self._needs_work():
-                self._wake.wait(timeout=IDLE_RETIRE_S / 2)
+            while not self._closed:
+                wanted, wait_s = self._wanted()
+                if wanted or self._doomed:
+                    break
+                self._wake.wait(timeout=wait_s)
                 self._retire_idle()
             doomed, self._doomed = self._doomed, []
             if self._closed:
                 wanted = 0
-            else:
-                running = len(self._idle) + len(self._busy) + self._starting
-                wanted = max(
-                    0,
-                    self.settings.workers - running,
-                    min(len(self._waiters) - self._starting, self._ceiling - running),
-                )
-                self._starting += wanted
+            self._starting += wanted
         for worker in doomed:
             worker.kill()
-            with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-                worker.proc.wait(timeout=5)
-        for _ in range(wanted):
-            self._add(self._spawn())
+            worker.reap()
+        self._spawn(wanted)
         return not self._closed
 
-    def _add(self, worker: _Worker | None) -> None:
-        """Put a freshly started worker to use, or fail a waiter if it failed."""
-        with self._lock:
-            self._starting -= 1
-            if worker is None:
-                if self._waiters:
-                    failed = self._waiters.popleft()
-                    failed(WorkerError("a SQL worker could not be started"))
-                return
-            self._busy.add(worker)
-            self._wake.notify_all()
-        self._release(worker)
-
-    def _needs_work(self) -> bool:
+    def _wanted(self) -> tuple[int, float]:
+        """Workers to start now, and how long to sleep if none (the lock is held)."""
+        now = time.monotonic()
         running = len(self._idle) + len(self._busy) + self._starting
-        return bool(
-            self._doomed
-            or running < self.settings.workers
-            or (len(self._waiters) > self._starting and running < self._ceiling)
-        )
+        wanted = self.settings.workers - running
+        held = [now - started for _, started in self._busy.values()]
+        slow = any(age > SLOW_JOB_S for age in held)
+        if slow:
+            # Enough idle workers for everyone waiting, plus the reserve.
+            spare = len(self._idle) + self._starting
+            wanted = max(wanted, len(self._waiters) + RESERVED_IDLE - spare)
+        wanted = max(0, min(wanted, self._ceiling - running))
+        wait_s = IDLE_RETIRE_S / 2
+        if held and not slow and self._waiters:
+            wait_s = SLOW_JOB_S - max(held) + 1e-3  # when that job turns slow
+        return wanted, max(wait_s, 1e-3)
 
     def _retire_idle(self) -> None:
         now = time.monotonic()
@@ -470,45 +482,48 @@ class WorkerPool:
                 break
             if now - worker.idle_since > IDLE_RETIRE_S:
                 self._idle.remove(worker)
-                worker.kill()
                 self._doomed.append(worker)
                 extra -= 1
 
-    def _spawn(self) -> _Worker | None:
-        parent, child = socket.socketpair()
-        try:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
-                    WORKER_COMMAND,
-                    str(child.fileno()),
-                    str(self.settings.memory_mb),
-                    str(WORKER_NICE),
-                ],
-                pass_fds=(child.fileno(),),
-                stdin=subprocess.DEVNULL,
-            )
-        except OSError:
-            logger.exception("could not start a SQL worker")
-            parent.close()
-            return None
-        finally:
-            child.close()
-        worker = _Worker(proc, parent)
-        try:
-            hello = worker.receive(time.monotonic() + START_TIMEOUT_S)
-        except Exception:
-            logger.exception("a SQL worker did not start")
-            worker.kill()
-            with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
-            return None
-        if not isinstance(hello, Ready):
-            worker.kill()
-            return None
-        self._count("started")
-        return worker
+    def _spawn(self, count: int) -> None:
+        """Start ``count`` workers side by side, then put each to use."""
+        started: list[WorkerChannel] = []
+        for _ in range(count):
+            try:
+                started.append(
+                    WorkerChannel.spawn(self.settings.memory_mb, self.settings.nice)
+                )
+            except OSError:
+                logger.exception("could not start a SQL worker")
+                self._add(None)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        for worker in started:
+            try:
+                hello = worker.receive(deadline)
+            except Exception:
+                logger.exception("a SQL worker did not start")
+                hello = None
+            if not isinstance(hello, Ready):
+                worker.kill()
+                worker.reap()
+                self._add(None)
+                continue
+            self._count("started")
+            self._add(worker)
+
+    def _add(self, worker: WorkerChannel | None) -> None:
+        """Put a freshly started worker to use, or fail a waiter if it failed."""
+        with self._lock:
+            self._starting -= 1
+            if worker is None:
+                if self._waiters and not (self._idle or self._busy):
+                    failed = self._waiters.pop(0)
+                    failed.deliver(WorkerError("a SQL worker could not be started"))
+                return
+            worker.idle_since = time.monotonic()
+            self._idle.append(worker)
+            self._dispatch()
+            self._wake.notify_all()
 
 
 _shared: WorkerPool | None = None
