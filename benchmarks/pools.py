@@ -28,8 +28,10 @@ import concurrent.futures
 import contextlib
 import importlib.util
 import os
+import pickle
 import socket
 import sqlite3
+import struct
 import subprocess
 import sys
 import time
@@ -39,7 +41,9 @@ from typing import Any
 
 from sql_env.benchmarks.machine import load_average
 from sql_env.benchmarks.stats import latency_ms
-from sql_env.server.worker_protocol import encode, read_frame
+from sql_env.server.worker_protocol import encode, frame_length, read_frame
+
+_BARE_HEADER = struct.Struct("!Q")
 
 TINY_SQL = "SELECT 1, 'abc', 2.5"
 TINY_ROWS = [(1, "abc", 2.5)]
@@ -54,15 +58,28 @@ def run_tiny() -> list[tuple[Any, ...]]:
     return _connection.execute(TINY_SQL).fetchall()
 
 
+def bare_frame(value: Any) -> bytes:
+    """The floor of the design: a length and a pickle, nothing else."""
+    payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    return _BARE_HEADER.pack(len(payload)) + payload
+
+
+def bare_read(sock: socket.socket) -> Any:
+    header = sock.recv(_BARE_HEADER.size, socket.MSG_WAITALL)
+    if len(header) < _BARE_HEADER.size:
+        raise EOFError
+    return pickle.loads(sock.recv(frame_length(header), socket.MSG_WAITALL))
+
+
 def socketpair_worker(fd: int) -> None:
     """A bare worker: answer every frame with ``run_tiny()`` until EOF."""
     with socket.socket(fileno=fd) as sock:
         while True:
             try:
-                read_frame(sock)
+                bare_read(sock)
             except (EOFError, OSError):
                 return
-            sock.sendall(encode(run_tiny()))
+            sock.sendall(bare_frame(run_tiny()))
 
 
 @contextlib.contextmanager
@@ -87,12 +104,12 @@ def _socketpair_call() -> Iterator[Callable[[], Any]]:
         "import sys; from sql_env.benchmarks.pools import socketpair_worker; "
         "socketpair_worker(int(sys.argv[1]))"
     )
-    frame = encode(("run_tiny",))
+    frame = bare_frame(("run_tiny",))
     with _frames_to(code) as sock:
 
         def call() -> Any:
             sock.sendall(frame)
-            return read_frame(sock)
+            return bare_read(sock)
 
         yield call
 
