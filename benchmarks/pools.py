@@ -131,7 +131,7 @@ def _sqlenv_job_call(db_path: Path) -> Iterator[Callable[[], Any]]:
 @contextlib.contextmanager
 def _sqlenv_worker_call(db_path: Path) -> Iterator[Callable[[], Any]]:
     from sql_env.server.worker_channel import WORKER_COMMAND
-    from sql_env.server.worker_pool import DEFAULT_MEMORY_MB
+    from sql_env.server.worker_settings import DEFAULT_MEMORY_MB
 
     frame = encode(_tiny_job(db_path))
     with _frames_to(WORKER_COMMAND, str(DEFAULT_MEMORY_MB), "0") as sock:
@@ -146,7 +146,8 @@ def _sqlenv_worker_call(db_path: Path) -> Iterator[Callable[[], Any]]:
 
 @contextlib.contextmanager
 def _sqlenv_pool_call(db_path: Path) -> Iterator[Callable[[], Any]]:
-    from sql_env.server.worker_pool import PoolSettings, WorkerPool
+    from sql_env.server.worker_pool import WorkerPool
+    from sql_env.server.worker_settings import PoolSettings
 
     pool = WorkerPool(PoolSettings(workers=1))
     pool.wait_ready()
@@ -159,7 +160,8 @@ def _sqlenv_pool_call(db_path: Path) -> Iterator[Callable[[], Any]]:
 
 def _sqlenv_pool_async_times(db_path: Path, jobs: int, warmup: int) -> list[float]:
     """``run_async`` from an event loop, as the server's steps await it."""
-    from sql_env.server.worker_pool import PoolSettings, WorkerPool
+    from sql_env.server.worker_pool import WorkerPool
+    from sql_env.server.worker_settings import PoolSettings
 
     pool = WorkerPool(PoolSettings(workers=1))
     pool.wait_ready()
@@ -255,7 +257,8 @@ def _timed(call: Callable[[], Any], jobs: int, warmup: int) -> list[float]:
 
 def worker_start_ms(starts: int) -> dict[str, float]:
     """How long a fresh SQLEnv worker pool of one takes until its worker is ready."""
-    from sql_env.server.worker_pool import PoolSettings, WorkerPool
+    from sql_env.server.worker_pool import WorkerPool
+    from sql_env.server.worker_settings import PoolSettings
 
     seconds = []
     for _ in range(starts):

@@ -46,18 +46,19 @@ from openenv.core.env_server.http_server import create_app
 from openenv.core.env_server.types import ConcurrencyConfig
 
 from sql_env.models import SQLAction, SQLObservation, SQLState
+from sql_env.server.actions import MAX_ANSWER_CHARS
 from sql_env.server.health import data_problem, install_health_route, remembered
 from sql_env.server.question_bank import DEFAULT_DATA_DIR
 from sql_env.server.sandbox import QUERY_TIMEOUT_S as DEFAULT_QUERY_TIMEOUT_S
 from sql_env.server.session_guard import SessionGuard, SessionSlots
-from sql_env.server.sql_environment import MAX_ANSWER_CHARS, SQLEnvironment
 from sql_env.server.sql_environment import MAX_STEPS as DEFAULT_MAX_STEPS
+from sql_env.server.sql_environment import SQLEnvironment
 from sql_env.server.web_ui import build_web_ui, remove_shared_web_routes
-from sql_env.server.worker_pool import (
+from sql_env.server.worker_pool import WorkerPool
+from sql_env.server.worker_settings import (
     DEFAULT_MEMORY_MB,
     SERVER_WORKER_NICE,
     PoolSettings,
-    WorkerPool,
     available_cores,
 )
 

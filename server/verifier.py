@@ -50,6 +50,7 @@ from sql_env.server.answer_reading import (
     read_value,
     significant,
 )
+from sql_env.server.column_search import table_matches
 from sql_env.server.execution_match import (
     bird_execution_match,
     spider_execution_match,
@@ -168,7 +169,7 @@ def check_answer(text: str, gold: Gold) -> Verdict:
         return Verdict(correct=False, reading=reading.description)
     budget = _budget(reading.tables)
     try:
-        correct = any(gold.table.matches(t, budget) for t in reading.tables)
+        correct = any(table_matches(gold.table, t, budget) for t in reading.tables)
     except OutOfWork:
         correct = False
     return Verdict(correct=correct, reading=reading.description)
@@ -211,7 +212,7 @@ def rows_match(table: Table, gold: Gold) -> bool:
     if gold.table is None:
         return False
     try:
-        return gold.table.matches(table, _budget([table]))
+        return table_matches(gold.table, table, _budget([table]))
     except OutOfWork:
         return False
 

@@ -35,25 +35,21 @@ import os
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sql_env.server.errors import QueryTimeoutError, ResourceLimitError
 from sql_env.server.worker_channel import WorkerChannel
 from sql_env.server.worker_protocol import Job, Ready, WorkerFailure
+from sql_env.server.worker_settings import PoolSettings
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MEMORY_MB = 512
-# A server's workers run below its priority, so its event loop is never starved.
-SERVER_WORKER_NICE = 10
 START_TIMEOUT_S = 60.0
 IDLE_RETIRE_S = 30.0  # an extra worker idle this long is stopped
 # A worker gets this long past its job's deadline (SQLite's own interrupt) before
 # it is killed.
 KILL_GRACE_S = 0.5
-# Share of the machine's memory that all workers' caps together may reach.
-MEMORY_SHARE = 0.5
 SLOW_JOB_S = 0.05  # a worker held longer than this lets the pool grow
 HEAVY_S = 1.0  # recent worker-seconds above which a tenant is heavy
 USAGE_HALF_LIFE_S = 10.0
@@ -64,51 +60,6 @@ Tenant = Hashable
 
 class WorkerError(RuntimeError):
     """A worker failed on a job for a reason that is not the agent's (a bug)."""
-
-
-def available_cores() -> int:
-    """The CPUs this process may run on (its affinity), at least one."""
-    with contextlib.suppress(AttributeError):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
-
-
-def memory_limit_bytes() -> int:
-    """The memory this process's container may use, or the machine's."""
-    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit"):
-        with contextlib.suppress(OSError, ValueError):
-            text = open(path).read().strip()  # noqa: SIM115
-            if text.isdigit() and int(text) < 2**60:
-                return int(text)
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-@dataclass(frozen=True, slots=True)
-class PoolSettings:
-    """How many workers, and how much each may use.
-
-    Attributes:
-        workers: Workers kept running (default: the available cores, so SQL runs
-            on every core).
-        max_workers: Workers allowed at once while slow statements hold some
-            (default: as many as fit in half the memory at ``memory_mb`` each).
-        memory_mb: Each worker's address-space cap.
-        nice: Each worker's niceness. A server lowers its workers' priority
-            below its event loop's (``SERVER_WORKER_NICE``); in a trainer, where
-            torch keeps every core busy, workers keep the process's priority.
-    """
-
-    workers: int = field(default_factory=available_cores)
-    max_workers: int | None = None
-    memory_mb: int = DEFAULT_MEMORY_MB
-    nice: int = 0
-
-    @property
-    def ceiling(self) -> int:
-        if self.max_workers is not None:
-            return max(self.workers, self.max_workers)
-        fit = int(memory_limit_bytes() * MEMORY_SHARE) // (self.memory_mb * 2**20)
-        return max(self.workers, fit)
 
 
 @dataclass

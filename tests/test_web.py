@@ -16,7 +16,7 @@ from sql_env.benchmarks.server_process import sqlenv_server
 from sql_env.models import SQLObservation
 from sql_env.server import formatting
 from sql_env.server.question_bank import load_bank
-from sql_env.server.web_ui import result_html, view_html
+from sql_env.server.web_render import result_html, view_html
 
 CHROMIUM_FLAGS = (
     "--headless",

@@ -13,8 +13,9 @@ import psutil
 import pytest
 
 from sql_env.server.errors import QueryError, QueryTimeoutError
-from sql_env.server.worker_pool import HEAVY_S, PoolSettings, WorkerPool
+from sql_env.server.worker_pool import HEAVY_S, WorkerPool
 from sql_env.server.worker_protocol import QueryOutcome, RunQuery
+from sql_env.server.worker_settings import PoolSettings
 
 RUNAWAY = (
     "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
