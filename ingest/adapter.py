@@ -127,6 +127,32 @@ def text_fields(
     return values, problems
 
 
+def read_question_file(
+    path: Path,
+    split: str,
+    required: Sequence[str],
+    optional: Sequence[str],
+    make: Callable[[str, dict[str, str]], SourceQuestion],
+) -> tuple[list[SourceQuestion], list[str]]:
+    """A JSON array of question records: the good ones, and every problem.
+
+    Args:
+        path: The file (``dev.json``, ``train_spider.json``, ...).
+        split: The split its questions belong to.
+        required: Fields every record must have, as text.
+        optional: Fields a record may have.
+        make: Builds a question from the split and a good record's fields.
+    """
+    questions: list[SourceQuestion] = []
+    problems: list[str] = []
+    for i, record in enumerate(load_json_records(path)):
+        fields, bad = text_fields(record, f"{path.name} record {i}", required, optional)
+        problems += bad
+        if not bad:
+            questions.append(make(split, fields))
+    return questions, problems
+
+
 def ordered_levels(known: Sequence[str], seen: Sequence[str]) -> tuple[str, ...]:
     """The known levels, then any other level the source used, in first-seen order."""
     levels = list(known)

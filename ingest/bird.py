@@ -49,9 +49,8 @@ from sql_env.ingest.adapter import (
     SourceData,
     SourceQuestion,
     choose_databases,
-    load_json_records,
     ordered_levels,
-    text_fields,
+    read_question_file,
 )
 from sql_env.ingest.databases import find_databases
 from sql_env.ingest.sources import SourceError, SourceTree
@@ -98,6 +97,18 @@ def find_split(tree: SourceTree, split: str) -> tuple[Path, Path] | None:
     return usable[0] if usable else None
 
 
+def _question(split: str, fields: dict[str, str]) -> SourceQuestion:
+    return SourceQuestion(
+        split=split,
+        db_id=fields["db_id"],
+        question=fields["question"],
+        sql=fields["SQL"],
+        evidence=fields.get("evidence", ""),
+        difficulty=fields.get("difficulty", ""),
+        source_id=fields.get("question_id"),
+    )
+
+
 def read(tree: SourceTree) -> SourceData:
     """BIRD's splits, databases and difficulty levels from its published layout."""
     splits: dict[str, list[SourceQuestion]] = {}
@@ -109,24 +120,10 @@ def read(tree: SourceTree) -> SourceData:
         if found is None:
             continue
         path, db_folder = found
-        splits[split] = []
-        for i, record in enumerate(load_json_records(path)):
-            fields, bad = text_fields(
-                record, f"{path.name} record {i}", REQUIRED, OPTIONAL
-            )
-            problems += bad
-            if not bad:
-                splits[split].append(
-                    SourceQuestion(
-                        split=split,
-                        db_id=fields["db_id"],
-                        question=fields["question"],
-                        sql=fields["SQL"],
-                        evidence=fields.get("evidence", ""),
-                        difficulty=fields.get("difficulty", ""),
-                        source_id=fields.get("question_id"),
-                    )
-                )
+        splits[split], bad = read_question_file(
+            path, split, REQUIRED, OPTIONAL, _question
+        )
+        problems += bad
         folders[split] = find_databases(db_folder)
         files.append(path)
     if not splits:

@@ -26,8 +26,7 @@ from sql_env.ingest.adapter import (
     SourceData,
     SourceQuestion,
     choose_databases,
-    load_json_records,
-    text_fields,
+    read_question_file,
 )
 from sql_env.ingest.databases import find_databases
 from sql_env.ingest.sources import SourceError, SourceTree
@@ -69,6 +68,16 @@ def find_root(tree: SourceTree) -> Path:
     raise SourceError([f"no Spider layout (dev.json beside database/) in {tree}"])
 
 
+def _question(split: str, fields: dict[str, str]) -> SourceQuestion:
+    return SourceQuestion(
+        split=split,
+        db_id=fields["db_id"],
+        question=fields["question"],
+        sql=fields["query"],
+        difficulty=hardness(fields["query"]),
+    )
+
+
 def read(tree: SourceTree) -> SourceData:
     """Spider's splits, databases and hardness levels from its unpacked layout."""
     root = find_root(tree)
@@ -87,22 +96,10 @@ def read(tree: SourceTree) -> SourceData:
         if folder is None:
             notes.append(f"{file_name} without {db_folder}/: split {split} skipped")
             continue
-        splits[split] = []
-        for i, record in enumerate(load_json_records(path)):
-            fields, bad = text_fields(
-                record, f"{file_name} record {i}", ("question", "query", "db_id")
-            )
-            problems += bad
-            if not bad:
-                splits[split].append(
-                    SourceQuestion(
-                        split=split,
-                        db_id=fields["db_id"],
-                        question=fields["question"],
-                        sql=fields["query"],
-                        difficulty=hardness(fields["query"]),
-                    )
-                )
+        splits[split], bad = read_question_file(
+            path, split, ("question", "query", "db_id"), (), _question
+        )
+        problems += bad
         folders[split] = find_databases(folder)
         files.append(path)
     if problems:

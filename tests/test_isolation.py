@@ -23,6 +23,7 @@ import psutil
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from sql_env.benchmarks.isolation import like_bomb
 from sql_env.benchmarks.server_process import ServerProcess, WireClient, sha256_tree
 from sql_env.benchmarks.server_process import sqlenv_server as make_server
 from sql_env.server.question_bank import load_bank
@@ -34,14 +35,7 @@ QUERY_TIMEOUT_S = 1.0
 DEADLINE_S = QUERY_TIMEOUT_S + 1.0  # the promise: a reply within deadline + 1 s
 DB_ID = "concert_singer"
 CAPACITY = 8
-# One row, 400 LIKE calls on a 100 kB value with a 500-character pattern: SQLite
-# checks for interrupts only between rows, so nothing inside the worker stops it.
-LIKE_BOMB = (
-    "WITH t(v, p) AS (SELECT replace(hex(zeroblob(49999)), '0', 'a'), "
-    "'%' || replace(hex(zeroblob(499)), '0', 'a') || 'b') SELECT "
-    + ", ".join(["v LIKE p"] * 400)
-    + " FROM t"
-)
+LIKE_BOMB = like_bomb()  # 400 LIKE calls in one row: only a kill stops it
 
 
 @pytest.fixture(scope="module")

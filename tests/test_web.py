@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from sql_env.benchmarks.isolation import like_bomb
 from sql_env.benchmarks.server_process import sqlenv_server
 from sql_env.models import SQLObservation
 from sql_env.server import formatting
@@ -194,12 +195,7 @@ def test_web_page_plays_an_episode_to_a_correct_answer_in_chromium(
 
 # ------------------------------------------------- visitors, through the server
 
-LIKE_BOMB = (
-    "WITH t(v, p) AS (SELECT replace(hex(zeroblob(49999)), '0', 'a'), "
-    "'%' || replace(hex(zeroblob(499)), '0', 'a') || 'b') SELECT "
-    + ", ".join(["v LIKE p"] * 400)
-    + " FROM t"
-)
+LIKE_BOMB = like_bomb()  # 400 LIKE calls in one row: only a kill stops it
 
 
 @pytest.fixture(scope="module")
