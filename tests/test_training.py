@@ -9,6 +9,8 @@ environment, and an episode over WebSocket against a uvicorn server.
 import json
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest

@@ -78,6 +78,7 @@ class SQLToolEnv:
         self._observation: SQLObservation | None = None
         self._rewards: list[float] = []
         self._errors = 0
+        self._answer: str | None = None
 
     # ----------------------------------------------------------------- episode
 
@@ -114,6 +115,7 @@ class SQLToolEnv:
             kwargs["seed"] = seed
         self._rewards = []
         self._errors = 0
+        self._answer = None
         observation = self._reset_backend(**kwargs)
         self._record(observation)
         return question_text(observation)
@@ -152,13 +154,15 @@ class SQLToolEnv:
         return self._act("QUERY", sql)
 
     def answer(self, value: str) -> str:
-        """Submit the final answer; this ends the episode.
+        """Submit the final answer, as the instructions ask; this ends the episode.
 
         Args:
-            value: The answer rows as JSON, e.g. [[3]] or [["Paris", 2]].
+            value: The result rows as JSON, e.g. [[3]] or [["Paris", 2]]; or,
+                when the instructions ask for SQL, one SELECT statement whose
+                result answers the question.
 
         Returns:
-            Whether the answer was accepted.
+            Whether the answer was correct.
         """
         return self._act("ANSWER", value)
 
@@ -183,6 +187,11 @@ class SQLToolEnv:
         return bool(self._observation and self._observation.answer_correct)
 
     @property
+    def submitted_answer(self) -> str | None:
+        """The argument of the ANSWER that ended the episode, if one did."""
+        return self._answer
+
+    @property
     def error_count(self) -> int:
         """Steps of this episode whose observation carried an error."""
         return self._errors
@@ -200,6 +209,8 @@ class SQLToolEnv:
             SQLAction(action_type=action_type, argument=text)
         )
         self._record(observation)
+        if action_type == "ANSWER" and observation.answer_correct is not None:
+            self._answer = text
         return tool_result_text(observation)
 
     def _record(self, observation: SQLObservation) -> None:
