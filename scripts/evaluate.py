@@ -62,7 +62,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from sql_env.training.cli import parse_args
+from sql_env.server.question_bank import BankFormatError
+from sql_env.training.cli import parse_args, reported
 from sql_env.training.data import QuestionArguments
 from sql_env.training.environment import DEFAULT_MAX_STEPS
 from sql_env.training.evaluation import format_table, run_evaluation
@@ -149,7 +150,8 @@ def main() -> None:
             "greedy model gives the same answer every time.",
             stacklevel=1,
         )
-    questions = args.questions(args.split, args.n, args.seed, env_url=args.env_url)
+    with reported(ValueError, BankFormatError):
+        questions = args.questions(args.split, args.n, args.seed, env_url=args.env_url)
     policy = build_policy(
         args.policy,
         data_dir=args.data_dir,

@@ -35,7 +35,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sql_env.training.cli import parse_args
+from sql_env.server.question_bank import BankFormatError
+from sql_env.training.cli import parse_args, reported
 from sql_env.training.data import QuestionArguments
 
 
@@ -113,7 +114,8 @@ def main() -> None:
     args = parse_args(SFTDataArguments, description=__doc__.split("\n")[0])
     from sql_env.training.sft import sft_dataset
 
-    questions = args.questions(args.split, args.n, args.seed)
+    with reported(ValueError, BankFormatError):
+        questions = args.questions(args.split, args.n, args.seed)
     dataset = sft_dataset(
         questions,
         args.data_dir,

@@ -57,6 +57,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from sql_env.server.question_bank import BankFormatError
+from sql_env.training.cli import reported
 from sql_env.training.data import QuestionArguments
 
 
@@ -170,11 +172,24 @@ def main() -> None:
         }
     if args.curriculum:
         config.shuffle_dataset = False
+    # Questions first: a wrong split or level fails before a model loads.
+    with reported(ValueError, BankFormatError):
+        questions = args.questions(
+            args.split,
+            args.n_questions,
+            config.seed,
+            curriculum=args.curriculum,
+            env_url=args.env_url,
+        )
+        sft_questions = (
+            args.questions(args.split, args.sft_questions, config.seed)
+            if args.sft_steps > 0
+            else []
+        )
     model_name = args.model or recipe.model
     print(f"device recipe: {recipe.device}; model {model_name}")
     model, tokenizer = load_model(model_name, seed=config.seed)
     if args.sft_steps > 0:
-        sft_questions = args.questions(args.split, args.sft_questions, config.seed)
         overrides = {
             "max_steps": args.sft_steps,
             "logging_steps": max(1, args.sft_steps // 10),
@@ -195,13 +210,6 @@ def main() -> None:
             settings=args.settings(),
         )
         print(f"SFT warm start: {n} trajectories, {args.sft_steps} steps")
-    questions = args.questions(
-        args.split,
-        args.n_questions,
-        config.seed,
-        curriculum=args.curriculum,
-        env_url=args.env_url,
-    )
     peft = None
     if args.use_peft:
         targets = args.lora_target_modules
