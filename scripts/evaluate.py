@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import Literal
 
 from sql_env.server.question_bank import BankFormatError
+from sql_env.server.sandbox import QUERY_TIMEOUT_S
 from sql_env.training.cli import parse_args, reported
 from sql_env.training.data import QuestionArguments
 from sql_env.training.environment import DEFAULT_MAX_STEPS
@@ -101,6 +102,10 @@ class EvaluateArguments(QuestionArguments):
     max_steps: int = field(
         default=DEFAULT_MAX_STEPS,
         metadata={"help": "Step budget per episode (in-process environment only)."},
+    )
+    query_timeout_s: float = field(
+        default=QUERY_TIMEOUT_S,
+        metadata={"help": "Deadline of one SQL statement (in-process only)."},
     )
     model: str = field(
         default="tiny",
@@ -175,6 +180,7 @@ def main() -> None:
         env_url=args.env_url,
         max_turns=args.max_turns,
         max_steps=args.max_steps,
+        query_timeout_s=args.query_timeout_s,
         label=args.policy,
         arguments=asdict(args),
         progress=args.progress,

@@ -53,6 +53,8 @@ class SQLToolEnv:
         reward_mode: ``"binary"`` or ``"shaped"`` (see the environment's docs).
         max_steps: Step budget per episode (in-process; a server applies its own
             ``SQLENV_MAX_STEPS``).
+        query_timeout_s: Deadline of one SQL statement (in-process; None: the
+            environment's default; a server applies ``SQLENV_QUERY_TIMEOUT_S``).
         reset_settings: Further arguments for every reset of the environment
             (``SQLEnvironment.reset``); a dataset column of the same name
             overrides them per question.
@@ -67,12 +69,14 @@ class SQLToolEnv:
         reward_mode: RewardMode = "binary",
         max_steps: int = DEFAULT_MAX_STEPS,
         reset_settings: Mapping[str, Any] | None = None,
+        query_timeout_s: float | None = None,
     ) -> None:
         self._data_dir = data_dir
         self._env_url = env_url
         self._split = split
         self._reward_mode = reward_mode
         self._max_steps = max_steps
+        self._query_timeout_s = query_timeout_s
         self._reset_settings = dict(reset_settings or {})
         self._backend: Any = None
         self._observation: SQLObservation | None = None
@@ -223,7 +227,9 @@ class SQLToolEnv:
     def _reset_backend(self, **kwargs: Any) -> SQLObservation:
         if self._env_url is None:
             if self._backend is None:
-                self._backend = _in_process_env(self._data_dir, self._max_steps)
+                self._backend = _in_process_env(
+                    self._data_dir, self._max_steps, self._query_timeout_s
+                )
             return self._backend.reset(**kwargs)
         if self._backend is not None:
             try:
@@ -253,11 +259,17 @@ class SQLToolEnv:
             self._backend = None
 
 
-def _in_process_env(data_dir: Path | None, max_steps: int) -> Any:
+def _in_process_env(
+    data_dir: Path | None, max_steps: int, query_timeout_s: float | None
+) -> Any:
     # Imported here so that training over a URL needs no server code or data.
     from sql_env.server.sql_environment import SQLEnvironment
 
-    return SQLEnvironment(data_dir, max_steps=max_steps)
+    if query_timeout_s is None:
+        return SQLEnvironment(data_dir, max_steps=max_steps)
+    return SQLEnvironment(
+        data_dir, max_steps=max_steps, query_timeout_s=query_timeout_s
+    )
 
 
 def make_env_factory(

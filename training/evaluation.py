@@ -16,6 +16,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from sql_env.server.question_bank import DEFAULT_DATA_DIR
+from sql_env.server.sandbox import QUERY_TIMEOUT_S
 from sql_env.training.answer_groups import AnswerGrouper
 from sql_env.training.data import Task
 from sql_env.training.environment import DEFAULT_MAX_STEPS, SQLToolEnv
@@ -186,6 +187,7 @@ def run_evaluation(
     env_url: str | None = None,
     max_turns: int = DEFAULT_MAX_TURNS,
     max_steps: int = DEFAULT_MAX_STEPS,
+    query_timeout_s: float = QUERY_TIMEOUT_S,
     label: str | None = None,
     arguments: Mapping[str, Any] | None = None,
     progress: bool = True,
@@ -204,6 +206,8 @@ def run_evaluation(
         env_url: Play on a SQLEnv server over WebSocket instead.
         max_turns: Assistant turns per episode.
         max_steps: Step budget per episode (in-process environment only).
+        query_timeout_s: Deadline of one SQL statement (in-process environment
+            and the local runs of SQL answers; a server keeps its own).
         label: Name in plot titles (default: the policy's).
         arguments: Run arguments recorded in the summary.
         progress: Show a progress bar.
@@ -220,10 +224,13 @@ def run_evaluation(
         env_url,
         max_steps=max_steps,
         reset_settings=settings.reset_kwargs(),
+        query_timeout_s=query_timeout_s,
     ) as env:
         episodes = evaluate(env, policy, questions, max_turns, progress, samples)
     local_data = data_dir if data_dir is not None or env_url else DEFAULT_DATA_DIR
-    grouper = AnswerGrouper(settings.answer, settings.dataset, local_data)
+    grouper = AnswerGrouper(
+        settings.answer, settings.dataset, local_data, query_timeout_s
+    )
     keys = grouper.keys(episodes) if samples > 1 else None
     summary = {
         **summarize(episodes, keys, levels),
@@ -233,6 +240,9 @@ def run_evaluation(
         "settings": settings.reset_kwargs(),
         "setting": settings.label(),
         "majority_grouping": grouper.grouping if samples > 1 else None,
+        "max_turns": max_turns,
+        "max_steps": max_steps,
+        "query_timeout_s": query_timeout_s,
         "seconds": round(time.perf_counter() - started, 2),
         "arguments": {k: str(v) for k, v in (arguments or {}).items()},
     }
