@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sql_env.ingest.bird import LEVELS as BIRD_LEVELS
 from sql_env.models import AnswerMode, SchemaMode
@@ -72,7 +72,8 @@ class ServerTask:
     difficulty: str
 
 
-def _task_api(env_url: str, path: str, body: dict | None = None) -> object:
+def _task_api(env_url: str, path: str, body: dict | None = None) -> Any:
+    """GET (no body) or POST a task API route of a SQLEnv server; its JSON reply."""
     request = urllib.request.Request(
         f"{env_url.rstrip('/')}/{TASK_API_ENV_NAME}/{path}",
         data=None if body is None else json.dumps(body).encode(),
@@ -89,7 +90,7 @@ def fetch_splits(env_url: str) -> list[str]:
     Raises:
         urllib.error.URLError: The server cannot be reached or refused.
     """
-    return [split["name"] for split in _task_api(env_url, "splits")]  # type: ignore[union-attr]
+    return [split["name"] for split in _task_api(env_url, "splits")]
 
 
 def fetch_tasks(
@@ -116,7 +117,7 @@ def fetch_tasks(
             f"The server at {env_url} has no split {name!r}; it serves "
             f"{', '.join(splits) or 'none'}."
         )
-    tasks = _task_api(env_url, "tasks", {"split": name})["tasks"]  # type: ignore[index]
+    tasks = _task_api(env_url, "tasks", {"split": name})["tasks"]
     return [
         ServerTask(
             id=t["id"],
