@@ -6,24 +6,44 @@
 # [tool.uv.sources]
 # openenv-sql-env = { path = "..", editable = true }
 # ///
-"""Evaluate a policy on SQLEnv: success rate with a 95% CI, trajectories, plots.
+"""Evaluate a policy on SQLEnv: execution accuracy with a 95% CI, pass@k, plots.
+
+Each question of --dataset's --split is played in one setting: --schema hidden
+(explore) or given (CREATE TABLEs in the first message), --answer value (the
+rows) or sql (one SELECT, scored by the dataset's official execution rule: then
+the accuracy is the dataset's execution accuracy, EX), BIRD's evidence shown
+unless --no-evidence. docs/evaluation.md says how to set a number next to a
+published one.
 
 Policies:
     random   random valid actions (a floor)
-    oracle   DESCRIBE the gold query's tables, QUERY it, ANSWER its rows (reads the
-             question bank directly; a ceiling and a check of the environment)
+    oracle   DESCRIBE the gold query's tables (schema hidden), QUERY it, ANSWER
+             its rows or, with --answer sql, the gold SQL (reads the question
+             bank directly; a ceiling and a check of the environment)
     llm      a chat model prompted with the training tool schema: a local model
              through transformers (--model PATH, or "tiny"/"smollm2"), or any
              OpenAI-compatible endpoint (--openai-base-url URL --model NAME)
 
-Writes OUT/trajectories.jsonl, OUT/summary.json (n, success_rate, ci95, mean_reward,
-mean_steps, error_rate, truncation_rate, per_database, per_difficulty) and PNGs
-(success by difficulty and by database, steps per episode); with --train-logs,
-also OUT/reward_curves.png from GRPO train_log.jsonl files.
+With --samples K every question is played K times (the llm policy sampling at
+--temperature): the summary adds pass@1 and pass@K (unbiased estimator) and
+majority@K (the most frequent answer; value answers grouped by the verifier's
+reading, SQL answers by their result on the database, run locally).
+
+Writes OUT/trajectories.jsonl, OUT/summary.json (n, samples, success_rate, ci95,
+pass_at_k, majority_at_k, pass_curve, mean_reward, mean_steps, error_rate,
+truncation_rate, per_difficulty, per_database, settings) and PNGs (accuracy by
+difficulty with CIs, success by database, steps per episode, pass@k curve when
+sampling); prints a table per difficulty; with --train-logs, also
+OUT/reward_curves.png from GRPO train_log.jsonl files.
 
 Examples:
     python scripts/evaluate.py --policy oracle --split dev --out runs/eval/oracle
     python scripts/evaluate.py --policy random --n 200 --out runs/eval/random
+    python scripts/evaluate.py --dataset spider --split dev --schema given \
+        --answer sql --policy llm --model runs/grpo/final --out runs/eval/ex
+    python scripts/evaluate.py --dataset bird --split dev --answer sql \
+        --policy llm --model runs/grpo/final --samples 8 --temperature 0.8 \
+        --out runs/eval/bird-maj8
     python scripts/evaluate.py --policy llm --model runs/grpo/final --n 100 \
         --out runs/eval/grpo --train-logs runs/grpo/train_log.jsonl
     python scripts/evaluate.py --policy oracle --env-url http://localhost:8000 \
@@ -37,14 +57,17 @@ chat_template_kwargs it was trained with (saved next to it), unless
 """
 
 import json
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from sql_env.training.cli import parse_args
+from sql_env.server.question_bank import BankFormatError
+from sql_env.server.sandbox import QUERY_TIMEOUT_S
+from sql_env.training.cli import parse_args, reported
 from sql_env.training.data import QuestionArguments
 from sql_env.training.environment import DEFAULT_MAX_STEPS
-from sql_env.training.evaluation import run_evaluation
+from sql_env.training.evaluation import format_table, run_evaluation
 from sql_env.training.plots import plot_learning_curves, read_jsonl
 from sql_env.training.rendering import load_chat_template_kwargs
 from sql_env.training.rollout import DEFAULT_MAX_TURNS, build_policy
@@ -55,8 +78,13 @@ class EvaluateArguments(QuestionArguments):
     policy: Literal["random", "oracle", "llm"] = field(
         default="oracle", metadata={"help": "Policy to evaluate."}
     )
-    split: Literal["train", "dev"] = field(
-        default="dev", metadata={"help": "Question split."}
+    split: str = field(
+        default="dev",
+        metadata={"help": "A split of the dataset (spider: dev, train, test)."},
+    )
+    samples: int = field(
+        default=1,
+        metadata={"help": "Episodes per question; above 1: pass@k, majority@k."},
     )
     out: Path = field(default=Path("runs/eval"), metadata={"help": "Output directory."})
     n: int | None = field(
@@ -74,6 +102,10 @@ class EvaluateArguments(QuestionArguments):
     max_steps: int = field(
         default=DEFAULT_MAX_STEPS,
         metadata={"help": "Step budget per episode (in-process environment only)."},
+    )
+    query_timeout_s: float = field(
+        default=QUERY_TIMEOUT_S,
+        metadata={"help": "Deadline of one SQL statement (in-process only)."},
     )
     model: str = field(
         default="tiny",
@@ -117,11 +149,19 @@ def chat_template_kwargs(args: EvaluateArguments) -> dict:
 
 def main() -> None:
     args = parse_args(EvaluateArguments, description=__doc__.split("\n")[0])
-    questions = args.questions(args.split, args.n, args.seed, env_url=args.env_url)
+    if args.samples > 1 and args.policy == "llm" and args.temperature <= 0:
+        warnings.warn(
+            f"--samples {args.samples} with --temperature {args.temperature}: a "
+            "greedy model gives the same answer every time.",
+            stacklevel=1,
+        )
+    with reported(ValueError, BankFormatError):
+        questions = args.questions(args.split, args.n, args.seed, env_url=args.env_url)
     policy = build_policy(
         args.policy,
         data_dir=args.data_dir,
         seed=args.seed,
+        answer=args.answer,
         model=args.model,
         openai_base_url=args.openai_base_url,
         openai_api_key=args.openai_api_key,
@@ -133,13 +173,16 @@ def main() -> None:
         policy,
         questions,
         args.out,
+        settings=args.settings(),
+        samples=args.samples,
+        levels=args.levels(args.env_url),
         data_dir=args.data_dir,
         env_url=args.env_url,
-        split=args.split,
         max_turns=args.max_turns,
         max_steps=args.max_steps,
+        query_timeout_s=args.query_timeout_s,
         label=args.policy,
-        settings=asdict(args),
+        arguments=asdict(args),
         progress=args.progress,
     )
     written = list(report.paths)
@@ -150,10 +193,12 @@ def main() -> None:
         written.append(plot_learning_curves(logs, args.out / "reward_curves.png"))
     summary = report.summary
     low, high = summary["ci95"]
+    print(f"{args.policy} on {args.dataset}/{args.split} ({summary['setting']})")
+    print(format_table(summary))
     print(
-        f"{args.policy} on {args.split}: success {summary['success_rate']:.1%} "
-        f"(95% CI {low:.1%}-{high:.1%}) over {summary['n']} questions, "
-        f"mean steps {summary['mean_steps']:.1f}"
+        f"accuracy {summary['success_rate']:.1%} (95% CI {low:.1%}-{high:.1%}) "
+        f"over {summary['n']} questions x {summary['samples']} samples, "
+        f"mean steps {summary['mean_steps']:.1f}, {summary['seconds']:.0f} s"
     )
     for path in written:
         print(f"wrote {path}")

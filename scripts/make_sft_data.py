@@ -8,17 +8,21 @@
 # ///
 """Build SFT warm-start data from gold SQL, optionally fine-tune on it with TRL.
 
-Every trajectory is the oracle's episode played through the real environment
-(DESCRIBE the gold query's tables, QUERY it, ANSWER its rows), in exactly the
-chat and tool-call format GRPO uses (same system prompt, tools in TRL's order,
-tool results). Saved with datasets' save_to_disk as OUT/dataset (columns:
-messages, tools, question_id, db_id, difficulty), plus OUT/sample.json with one
-example. With --run_sft, TRL's SFTTrainer trains --model on the token ids and
-loss mask of the GRPO rollout of each trajectory (sql_env.training.sft) and
-saves OUT/model, which scripts/train_grpo.py takes as --model.
+Every trajectory is the oracle's episode played through the real environment in
+the given settings (--dataset, --schema, --answer, --evidence; DESCRIBE the gold
+query's tables when the schema is hidden, QUERY it, ANSWER its rows or, with
+--answer sql, the gold SQL), in exactly the chat and tool-call format GRPO uses
+(same system prompt and instructions, tools in TRL's order, tool results).
+Saved with datasets' save_to_disk as OUT/dataset (columns: messages, tools,
+question_id, db_id, difficulty), plus OUT/sample.json with one example. With
+--run_sft, TRL's SFTTrainer trains --model on the token ids and loss mask of
+the GRPO rollout of each trajectory (sql_env.training.sft) and saves OUT/model,
+which scripts/train_grpo.py takes as --model (with the same settings).
 
 Examples:
     python scripts/make_sft_data.py --out runs/sft_data --n 2000
+    python scripts/make_sft_data.py --dataset bird --schema given --answer sql \
+        --out runs/sft_bird --n 2000
     python scripts/make_sft_data.py --out runs/sft-qwen3 --n 2000 --run_sft \
         --model Qwen/Qwen3-0.6B --sft_steps 200
     python scripts/train_grpo.py --model runs/sft-qwen3/model ...
@@ -30,9 +34,9 @@ Precision, batch size and learning rate default to the device recipe
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
-from sql_env.training.cli import parse_args
+from sql_env.server.question_bank import BankFormatError
+from sql_env.training.cli import parse_args, reported
 from sql_env.training.data import QuestionArguments
 
 
@@ -41,7 +45,7 @@ class SFTDataArguments(QuestionArguments):
     out: Path = field(
         default=Path("runs/sft_data"), metadata={"help": "Output directory."}
     )
-    split: Literal["train", "dev"] = field(
+    split: str = field(
         default="train", metadata={"help": "Split to build trajectories from."}
     )
     n: int | None = field(
@@ -51,7 +55,8 @@ class SFTDataArguments(QuestionArguments):
     max_answer_rows: int = field(
         default=20,
         metadata={
-            "help": "Skip questions whose gold result has more rows (0: keep all)."
+            "help": "Answers by value: skip questions whose gold result has more "
+            "rows (0: keep all)."
         },
     )
     env_url: str | None = field(
@@ -109,15 +114,23 @@ def main() -> None:
     args = parse_args(SFTDataArguments, description=__doc__.split("\n")[0])
     from sql_env.training.sft import sft_dataset
 
-    questions = args.questions(args.split, args.n, args.seed)
+    with reported(ValueError, BankFormatError):
+        questions = args.questions(args.split, args.n, args.seed)
     dataset = sft_dataset(
-        questions, args.data_dir, args.env_url, args.max_answer_rows or None
+        questions,
+        args.data_dir,
+        args.env_url,
+        args.max_answer_rows or None,
+        settings=args.settings(),
     )
     args.out.mkdir(parents=True, exist_ok=True)
     dataset.save_to_disk(args.out / "dataset")
     sample = args.out / "sample.json"
     sample.write_text(json.dumps(dataset[0], indent=2, ensure_ascii=False) + "\n")
-    print(f"{len(dataset)} trajectories from {len(questions)} {args.split} questions")
+    print(
+        f"{len(dataset)} trajectories from {len(questions)} {args.dataset}/"
+        f"{args.split} questions ({args.settings().label()})"
+    )
     print(f"wrote {args.out / 'dataset'}")
     print(f"wrote {sample}")
     if args.run_sft:

@@ -82,7 +82,7 @@ def main() -> None:
     train = select_questions(
         bank,
         "train",
-        difficulties=parse_difficulties(args.difficulty),
+        difficulties=parse_difficulties(args.difficulty, bank.levels),
         limit=args.n_questions,
         seed=args.seed,
     )
@@ -139,6 +139,7 @@ def main() -> None:
             policy,
             dev,
             args.out / f"eval_{name}",
+            levels=bank.levels,
             data_dir=args.data_dir,
             max_turns=args.max_turns,
             label=name,

@@ -24,6 +24,11 @@ H100): precision (weights stay fp32; bf16, or fp16 on a T4, as mixed
 precision), batch, gradient accumulation, KL weight, vLLM colocation when vllm
 is installed, Qwen3 thinking off. Flags on the command line win.
 
+Episodes are played in one setting, for the SFT warm start and GRPO alike:
+--dataset (spider, bird, a custom name), --split, --schema hidden|given,
+--answer value|sql, --evidence/--no_evidence (BIRD's hints); --difficulty takes
+the dataset's levels and --curriculum orders by them.
+
 CPU smoke run (tiny offline model, seconds per step):
     python scripts/train_grpo.py --model tiny --max_steps 3 \\
         --output_dir runs/grpo-tiny --max_completion_length 64
@@ -32,6 +37,11 @@ One GPU, Qwen3-0.6B with the recipe's settings (see docs/training.md):
     python scripts/train_grpo.py --model Qwen/Qwen3-0.6B --sft_steps 200 \\
         --difficulty easy,medium --curriculum --max_steps 300 \\
         --output_dir runs/grpo-qwen3 --save_model
+
+BIRD with the schema given, answering SQL (the setting of text-to-SQL papers):
+    python scripts/train_grpo.py --dataset bird --split train --schema given \
+        --answer sql --model Qwen/Qwen3-0.6B --sft_steps 200 --max_steps 300 \
+        --output_dir runs/grpo-bird --save_model
 
 LoRA instead of every weight (the KL reference is then the base model):
     python scripts/train_grpo.py --model Qwen/Qwen3-1.7B --use_peft \\
@@ -47,6 +57,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from sql_env.server.question_bank import BankFormatError
+from sql_env.training.cli import reported
 from sql_env.training.data import QuestionArguments
 
 
@@ -59,12 +71,12 @@ class SQLEnvArguments(QuestionArguments):
             "(default: the device recipe's)."
         },
     )
-    split: Literal["train", "dev"] = field(
-        default="train", metadata={"help": "Question split to train on."}
+    split: str = field(
+        default="train", metadata={"help": "Split of the dataset to train on."}
     )
     curriculum: bool = field(
         default=False,
-        metadata={"help": "Order questions easy -> extra instead of shuffling."},
+        metadata={"help": "Order questions by the dataset's levels, easiest first."},
     )
     n_questions: int | None = field(
         default=None, metadata={"help": "Seeded sample of N training questions."}
@@ -160,11 +172,24 @@ def main() -> None:
         }
     if args.curriculum:
         config.shuffle_dataset = False
+    # Questions first: a wrong split or level fails before a model loads.
+    with reported(ValueError, BankFormatError):
+        questions = args.questions(
+            args.split,
+            args.n_questions,
+            config.seed,
+            curriculum=args.curriculum,
+            env_url=args.env_url,
+        )
+        sft_questions = (
+            args.questions(args.split, args.sft_questions, config.seed)
+            if args.sft_steps > 0
+            else []
+        )
     model_name = args.model or recipe.model
     print(f"device recipe: {recipe.device}; model {model_name}")
     model, tokenizer = load_model(model_name, seed=config.seed)
     if args.sft_steps > 0:
-        sft_questions = args.questions(args.split, args.sft_questions, config.seed)
         overrides = {
             "max_steps": args.sft_steps,
             "logging_steps": max(1, args.sft_steps // 10),
@@ -182,15 +207,9 @@ def main() -> None:
             data_dir=args.data_dir,
             env_url=args.env_url,
             chat_template_kwargs=config.chat_template_kwargs,
+            settings=args.settings(),
         )
         print(f"SFT warm start: {n} trajectories, {args.sft_steps} steps")
-    questions = args.questions(
-        args.split,
-        args.n_questions,
-        config.seed,
-        curriculum=args.curriculum,
-        env_url=args.env_url,
-    )
     peft = None
     if args.use_peft:
         targets = args.lora_target_modules
@@ -200,7 +219,10 @@ def main() -> None:
             args.lora_dropout,
             targets if targets == "all-linear" else targets.split(","),
         )
-    print(f"GRPO: {len(questions)} questions, {config.max_steps} steps")
+    print(
+        f"GRPO: {len(questions)} questions ({args.settings().label()}), "
+        f"{config.max_steps} steps"
+    )
     result = train_grpo(
         model,
         tokenizer,
@@ -210,6 +232,7 @@ def main() -> None:
         env_url=args.env_url,
         reward_mode=args.reward_mode,
         max_env_steps=args.max_env_steps,
+        settings=args.settings(),
         peft_config=peft,
     )
     if args.save_model:

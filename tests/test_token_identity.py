@@ -3,7 +3,10 @@
 For one gold trajectory (the oracle's episode on a tiny train question), three
 real runs are compared token by token, for the tiny Qwen2 (TRL's
 ``qwen2_5.jinja``) and the tiny Qwen3 (TRL's ``qwen3.jinja``, which GRPO swaps
-for its training template), with and without ``enable_thinking``:
+for its training template), with and without ``enable_thinking``, in the
+default episode settings (schema hidden, answers by value) and with the schema
+given and answers by SQL (the settings travel in the GRPO rows, the SFT data
+and the evaluation's environment):
 
 - SFT: what a real ``SFTTrainer`` feeds the model (input ids and labels, taken
   from its dataloader) when ``run_sft`` trains on the trajectory;
@@ -37,15 +40,27 @@ from sql_env.training.grpo import grpo_dataset
 from sql_env.training.llm_policy import TransformersPolicy
 from sql_env.training.models import load_model
 from sql_env.training.recipes import grpo_config, recipe_for_device, sft_config
+from sql_env.training.settings import EpisodeSettings
 from sql_env.training.sft import run_sft, sft_dataset
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
+DEFAULT = EpisodeSettings()
+GIVEN_SQL = EpisodeSettings(schema="given", answer="sql")
 CASES = [
-    pytest.param("tiny", {}, id="qwen2"),
-    pytest.param("tiny-qwen3", {}, id="qwen3-thinking"),
-    pytest.param("tiny-qwen3", {"enable_thinking": False}, id="qwen3-no-thinking"),
+    pytest.param("tiny", {}, DEFAULT, id="qwen2"),
+    pytest.param("tiny-qwen3", {}, DEFAULT, id="qwen3-thinking"),
+    pytest.param(
+        "tiny-qwen3", {"enable_thinking": False}, DEFAULT, id="qwen3-no-thinking"
+    ),
+    pytest.param("tiny", {}, GIVEN_SQL, id="qwen2-schema-given-sql"),
+    pytest.param(
+        "tiny-qwen3",
+        {"enable_thinking": False},
+        GIVEN_SQL,
+        id="qwen3-no-thinking-schema-given-sql",
+    ),
 ]
 LARGE = 1e4
 CPU = recipe_for_device("cpu")
@@ -104,11 +119,15 @@ class CapturingGRPOTrainer(GRPOTrainer):
         return super().compute_loss(model, inputs, *args, **kwargs)
 
 
-@pytest.fixture(scope="module")
-def trajectory(tiny_data_dir: Path):
-    """A gold SFT example and its question."""
-    question = select_questions(load_bank(tiny_data_dir), "train")[0]
-    return question, sft_dataset([question], tiny_data_dir)
+def trajectory(data_dir: Path, settings: EpisodeSettings):
+    """A gold SFT example in ``settings`` and its question."""
+    question = select_questions(load_bank(data_dir), "train")[0]
+    dataset = sft_dataset([question], data_dir, settings=settings)
+    (final,) = dataset[0]["messages"][-3]["tool_calls"]
+    expected = question.gold_sql if settings.answer == "sql" else None
+    assert final["function"]["name"] == "answer"
+    assert expected in (None, final["function"]["arguments"]["value"])
+    return question, dataset
 
 
 def sft_stream(model, tokenizer, dataset, kwargs, tmp_path):
@@ -128,7 +147,7 @@ def sft_stream(model, tokenizer, dataset, kwargs, tmp_path):
     return ids, [int(label != -100) for label in labels]
 
 
-def grpo_stream(model, tokenizer, question, data_dir, kwargs, tmp_path):
+def grpo_stream(model, tokenizer, question, data_dir, kwargs, settings, tmp_path):
     """Ids and loss mask of each rollout a real GRPOTrainer built, on ``question``."""
     config = grpo_config(
         CPU,
@@ -145,7 +164,7 @@ def grpo_stream(model, tokenizer, question, data_dir, kwargs, tmp_path):
     trainer = CapturingGRPOTrainer(
         model=model,
         args=config,
-        train_dataset=grpo_dataset([question, question]),
+        train_dataset=grpo_dataset([question, question], settings),
         processing_class=tokenizer,
         environment_factory=make_env_factory(data_dir),
     )
@@ -166,11 +185,18 @@ def grpo_stream(model, tokenizer, question, data_dir, kwargs, tmp_path):
     return streams, trainer.state.log_history[0]["reward"]
 
 
-@pytest.mark.parametrize(("model_name", "kwargs"), CASES)
+@pytest.mark.parametrize(("model_name", "kwargs", "settings"), CASES)
 def test_sft_grpo_and_evaluation_render_one_token_stream(
-    model_name: str, kwargs: dict, trajectory, tiny_data_dir: Path, tmp_path: Path
+    model_name: str,
+    kwargs: dict,
+    settings: EpisodeSettings,
+    tiny_data_dir: Path,
+    tmp_path: Path,
 ) -> None:
-    question, dataset = trajectory
+    question, dataset = trajectory(tiny_data_dir, settings)
+    start = dataset[0]["messages"][1]["content"]
+    assert ("CREATE TABLE" in start) is (settings.schema == "given")
+    assert f"ANSWER({settings.answer})" in start
     model, tokenizer = load_model(model_name)
     sft_ids, sft_mask = sft_stream(model, tokenizer, dataset, kwargs, tmp_path)
     # The loss covers every generated turn and nothing else: one end-of-turn
@@ -182,7 +208,7 @@ def test_sft_grpo_and_evaluation_render_one_token_stream(
 
     replay = Replay(model, sft_ids, tokenizer.eos_token_id)
     streams, reward = grpo_stream(
-        model, tokenizer, question, tiny_data_dir, kwargs, tmp_path
+        model, tokenizer, question, tiny_data_dir, kwargs, settings, tmp_path
     )
     assert reward == 1.0  # the environment ran the replayed calls and accepted
     for grpo_ids, grpo_mask in streams:
@@ -193,7 +219,7 @@ def test_sft_grpo_and_evaluation_render_one_token_stream(
     policy = TransformersPolicy(
         model, tokenizer, max_new_tokens=512, chat_template_kwargs=kwargs
     )
-    with SQLToolEnv(tiny_data_dir) as env:
+    with SQLToolEnv(tiny_data_dir, reset_settings=settings.reset_kwargs()) as env:
         (episode,) = evaluate(env, policy, [question], max_turns=10, progress=False)
     assert episode.success
     assert episode.messages == dataset[0]["messages"]

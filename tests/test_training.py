@@ -17,7 +17,12 @@ import pytest
 
 from sql_env.benchmarks.server_process import sqlenv_server
 from sql_env.server.question_bank import load_bank
-from sql_env.training.data import fetch_tasks, select_questions
+from sql_env.training.data import (
+    QuestionArguments,
+    fetch_splits,
+    fetch_tasks,
+    select_questions,
+)
 from sql_env.training.environment import (
     TOOL_NAMES,
     EpisodeOverError,
@@ -25,8 +30,10 @@ from sql_env.training.environment import (
     check_session_capacity,
     tool_schemas,
 )
-from sql_env.training.prompts import answer_json
+from sql_env.training.prompts import answer_json, question_text
 from sql_env.training.rollout import OraclePolicy, run_episode
+from sql_env.training.settings import EpisodeSettings
+from tests.test_datasets_play import multi_data  # noqa: F401 (fixture)
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -263,3 +270,131 @@ def test_make_sft_data_saves_a_reloadable_dataset(
         TOOL_NAMES
     )
     assert json.loads((tmp_path / "sample.json").read_text())["question_id"]
+
+
+# ----------------------------------------------------- datasets and settings
+
+
+@pytest.mark.parametrize("answer", ["value", "sql"])
+@pytest.mark.parametrize("schema", ["hidden", "given"])
+def test_question_text_shows_what_the_settings_show(
+    multi_data: Path,  # noqa: F811 (the fixture)
+    schema: str,
+    answer: str,
+) -> None:
+    bank = load_bank(multi_data, "bird")
+    question = next(q for q in bank.eligible("dev") if q.evidence)
+    for evidence in (True, False):
+        settings = EpisodeSettings("bird", schema, answer, evidence)
+        with SQLToolEnv(multi_data, reset_settings=settings.reset_kwargs()) as env:
+            text = env.reset(question_id=question.id)
+            observation = env.observation
+        assert text == question_text(observation)
+        # The environment's instructions, verbatim, come first: one source.
+        assert text.startswith(observation.instructions + "\n")
+        assert f"ANSWER({answer})" in text
+        assert ("the BIRD rule" in text) is (answer == "sql")
+        assert f"Question: {question.question}" in text
+        assert (f"Evidence: {question.evidence}" in text) is evidence
+        assert ("CREATE TABLE" in text) is (schema == "given")
+        assert ("Tables: " in text) is (schema == "hidden")
+
+
+def test_answer_tool_schema_covers_both_answer_formats() -> None:
+    answer = next(s for s in tool_schemas() if s["function"]["name"] == "answer")
+    described = answer["function"]["parameters"]["properties"]["value"]["description"]
+    assert "JSON" in described and "SELECT statement" in described
+
+
+def test_grpo_rows_carry_the_settings_to_reset(
+    multi_data: Path,  # noqa: F811 (the fixture)
+) -> None:
+    from sql_env.training.grpo import grpo_dataset
+
+    settings = EpisodeSettings("custom", "given", "sql", evidence=False)
+    questions = QuestionArguments(dataset="custom", data_dir=multi_data).questions(
+        "train", None, seed=0
+    )
+    rows = grpo_dataset(questions, settings)
+    assert rows[0]["reset_settings"] == settings.reset_kwargs()
+    with SQLToolEnv(multi_data) as env:
+        for row in rows:  # as GRPOTrainer calls it: every column
+            env.reset(**row)
+            assert env.observation.question_id == row["question_id"]
+            assert env.observation.db_schema and not env.observation.evidence
+            assert "ANSWER(sql)" in env.observation.instructions
+
+
+@pytest.mark.parametrize("dataset", ["spider", "bird", "custom"])
+def test_sft_data_answers_the_gold_sql_with_the_schema_given(
+    multi_data: Path,  # noqa: F811 (the fixture)
+    dataset: str,
+) -> None:
+    from sql_env.training.sft import sft_dataset
+
+    bank = load_bank(multi_data, dataset)
+    questions = select_questions(bank, "dev")
+    settings = EpisodeSettings(dataset, "given", "sql")
+    data = sft_dataset(questions, multi_data, settings=settings)
+    assert len(data) == len(questions)
+    for row, question in zip(data, questions, strict=True):
+        calls = [m["tool_calls"][0]["function"] for m in row["messages"][2::2][:-1]]
+        # The schema is given: no describe; the answer is the gold SQL itself.
+        assert [c["name"] for c in calls] == ["query", "answer"]
+        assert calls[-1]["arguments"] == {"value": question.gold_sql}
+
+
+def test_selection_refuses_splits_and_levels_of_other_datasets(
+    multi_data: Path,  # noqa: F811 (the fixture)
+) -> None:
+    bird = load_bank(multi_data, "bird")
+    with pytest.raises(ValueError, match="Unknown split 'test' of bird"):
+        select_questions(bird, "test")
+    args = QuestionArguments(dataset="bird", data_dir=multi_data, difficulty="hard")
+    with pytest.raises(ValueError, match="choose from simple, moderate, challenging"):
+        args.questions("dev", None, seed=0)
+    args.difficulty = "moderate,simple"
+    picked = args.questions("dev", None, seed=0, curriculum=True)
+    assert [q.difficulty for q in picked] == sorted(
+        (q.difficulty for q in picked), key=bird.levels.index
+    )
+    assert {q.difficulty for q in picked} == {"simple", "moderate"}
+
+
+@pytest.fixture(scope="module")
+def multi_data_server(multi_data: Path):  # noqa: F811 (the fixture)
+    """A uvicorn SQLEnv server on the three datasets."""
+    with sqlenv_server(multi_data, MAX_CONCURRENT_ENVS="2") as server:
+        yield server.base_url
+
+
+@pytest.mark.slow
+def test_task_api_selects_by_dataset_over_a_server(
+    multi_data_server: str,
+    multi_data: Path,  # noqa: F811 (the fixture)
+    tmp_path: Path,
+) -> None:
+    assert "bird/dev" in fetch_splits(multi_data_server)
+    bank = load_bank(multi_data, "bird")
+    tasks = fetch_tasks(multi_data_server, "dev", "bird")
+    assert [(t.id, t.difficulty, t.evidence) for t in tasks] == [
+        (q.id, q.difficulty, q.evidence) for q in bank.eligible("dev")
+    ]
+    # No local data: splits and levels come from the server.
+    args = QuestionArguments(dataset="bird", data_dir=tmp_path / "none")
+    picked = args.questions("dev", None, 0, curriculum=True, env_url=multi_data_server)
+    assert [q.difficulty for q in picked] == sorted(
+        (q.difficulty for q in picked), key=[*bank.levels, ""].index
+    )
+    with pytest.raises(ValueError, match="has no split 'bird/test'; it serves"):
+        args.questions("test", None, 0, env_url=multi_data_server)
+    args.difficulty = "easy"
+    with pytest.raises(ValueError, match="Unknown difficulty 'easy'"):
+        args.questions("dev", None, 0, env_url=multi_data_server)
+    # An episode over the server in the evaluation's settings.
+    settings = EpisodeSettings("bird", "given", "sql")
+    with SQLToolEnv(
+        env_url=multi_data_server, reset_settings=settings.reset_kwargs()
+    ) as env:
+        episode = run_episode(env, OraclePolicy(multi_data, "sql"), tasks[0])
+    assert episode.success and episode.answer == bank.get(tasks[0].id).gold_sql

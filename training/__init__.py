@@ -7,10 +7,15 @@ Modules (light ones first; ``models``, ``rendering``, ``llm_policy``, ``sft``,
   ``answer``/``describe``/``query``/``sample``, in TRL's order), in-process or
   over WebSocket.
 - ``prompts``: the system prompt and the texts of questions and tool results.
+- ``settings``: ``EpisodeSettings`` (dataset, schema, answer format, evidence),
+  the reset settings of GRPO rows, SFT data and evaluation.
 - ``rollout``: the episode runner, the ``random`` and ``oracle`` policies.
-- ``data``: question selection (split, database subset, difficulty,
-  curriculum), the server's task API, the data of ``SQLENV_SOURCE``.
-- ``evaluation`` and ``plots``: summaries with Wilson intervals, PNG plots.
+- ``data``: question selection (dataset, split, database subset, difficulty,
+  curriculum by the dataset's levels), the server's task API, the data of
+  ``SQLENV_SOURCE``.
+- ``evaluation``: play, summarise and report; ``metrics``: accuracy, pass@k and
+  majority@k with Wilson intervals; ``answer_groups``: which sampled answers are
+  the same; ``plots``: PNG plots.
 - ``recipes``: settings per device (CPU, T4, L4, A100, H100), TRL configs.
 - ``models``: fp32 master weights; the tiny offline Qwen2 and Qwen3, SmolLM2.
 - ``rendering``: a conversation as the token ids and loss mask GRPO builds.

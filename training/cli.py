@@ -8,9 +8,11 @@ field becomes ``--name`` (``--env-url`` works as well as ``--env_url``) with its
 
 import argparse
 import dataclasses
+import sys
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -70,3 +72,17 @@ def parse_args(
             kwargs["type"] = Path if kind is Path else kind
         parser.add_argument(*names, dest=field.name, **kwargs)
     return cls(**vars(parser.parse_args(argv)))
+
+
+@contextmanager
+def reported(*errors: type[BaseException]) -> Iterator[None]:
+    """Turn ``errors`` (a wrong split, level, dataset) into a message and exit 2.
+
+    A mistake in the arguments reads as one line naming the valid choices, as
+    argparse reports its own, not as a traceback.
+    """
+    try:
+        yield
+    except errors as exc:
+        print(f"{sys.argv[0]}: error: {exc}", file=sys.stderr)  # noqa: T201
+        raise SystemExit(2) from None

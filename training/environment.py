@@ -53,6 +53,8 @@ class SQLToolEnv:
         reward_mode: ``"binary"`` or ``"shaped"`` (see the environment's docs).
         max_steps: Step budget per episode (in-process; a server applies its own
             ``SQLENV_MAX_STEPS``).
+        query_timeout_s: Deadline of one SQL statement (in-process; None: the
+            environment's default; a server applies ``SQLENV_QUERY_TIMEOUT_S``).
         reset_settings: Further arguments for every reset of the environment
             (``SQLEnvironment.reset``); a dataset column of the same name
             overrides them per question.
@@ -67,17 +69,20 @@ class SQLToolEnv:
         reward_mode: RewardMode = "binary",
         max_steps: int = DEFAULT_MAX_STEPS,
         reset_settings: Mapping[str, Any] | None = None,
+        query_timeout_s: float | None = None,
     ) -> None:
         self._data_dir = data_dir
         self._env_url = env_url
         self._split = split
         self._reward_mode = reward_mode
         self._max_steps = max_steps
+        self._query_timeout_s = query_timeout_s
         self._reset_settings = dict(reset_settings or {})
         self._backend: Any = None
         self._observation: SQLObservation | None = None
         self._rewards: list[float] = []
         self._errors = 0
+        self._answer: str | None = None
 
     # ----------------------------------------------------------------- episode
 
@@ -114,6 +119,7 @@ class SQLToolEnv:
             kwargs["seed"] = seed
         self._rewards = []
         self._errors = 0
+        self._answer = None
         observation = self._reset_backend(**kwargs)
         self._record(observation)
         return question_text(observation)
@@ -152,13 +158,15 @@ class SQLToolEnv:
         return self._act("QUERY", sql)
 
     def answer(self, value: str) -> str:
-        """Submit the final answer; this ends the episode.
+        """Submit the final answer, as the instructions ask; this ends the episode.
 
         Args:
-            value: The answer rows as JSON, e.g. [[3]] or [["Paris", 2]].
+            value: The result rows as JSON, e.g. [[3]] or [["Paris", 2]]; or,
+                when the instructions ask for SQL, one SELECT statement whose
+                result answers the question.
 
         Returns:
-            Whether the answer was accepted.
+            Whether the answer was correct.
         """
         return self._act("ANSWER", value)
 
@@ -183,6 +191,11 @@ class SQLToolEnv:
         return bool(self._observation and self._observation.answer_correct)
 
     @property
+    def submitted_answer(self) -> str | None:
+        """The argument of the ANSWER that ended the episode, if one did."""
+        return self._answer
+
+    @property
     def error_count(self) -> int:
         """Steps of this episode whose observation carried an error."""
         return self._errors
@@ -200,6 +213,8 @@ class SQLToolEnv:
             SQLAction(action_type=action_type, argument=text)
         )
         self._record(observation)
+        if action_type == "ANSWER" and observation.answer_correct is not None:
+            self._answer = text
         return tool_result_text(observation)
 
     def _record(self, observation: SQLObservation) -> None:
@@ -212,7 +227,9 @@ class SQLToolEnv:
     def _reset_backend(self, **kwargs: Any) -> SQLObservation:
         if self._env_url is None:
             if self._backend is None:
-                self._backend = _in_process_env(self._data_dir, self._max_steps)
+                self._backend = _in_process_env(
+                    self._data_dir, self._max_steps, self._query_timeout_s
+                )
             return self._backend.reset(**kwargs)
         if self._backend is not None:
             try:
@@ -242,11 +259,17 @@ class SQLToolEnv:
             self._backend = None
 
 
-def _in_process_env(data_dir: Path | None, max_steps: int) -> Any:
+def _in_process_env(
+    data_dir: Path | None, max_steps: int, query_timeout_s: float | None
+) -> Any:
     # Imported here so that training over a URL needs no server code or data.
     from sql_env.server.sql_environment import SQLEnvironment
 
-    return SQLEnvironment(data_dir, max_steps=max_steps)
+    if query_timeout_s is None:
+        return SQLEnvironment(data_dir, max_steps=max_steps)
+    return SQLEnvironment(
+        data_dir, max_steps=max_steps, query_timeout_s=query_timeout_s
+    )
 
 
 def make_env_factory(

@@ -1,13 +1,13 @@
-"""Evaluate a policy over questions: episodes, a summary with a 95% CI, plots.
+"""Evaluate a policy over questions: episodes, a summary with 95% CIs, a table, plots.
 
-``scripts/evaluate.py``, the demo and the notebook call :func:`run_evaluation`
-(play, summarise, write the report). Nothing here needs torch.
+``scripts/evaluate.py``, the demo and the notebook call :func:`run_evaluation`:
+play every question ``samples`` times in one setting (dataset, schema, answer
+format, evidence), group the answers for majority@k (``answer_groups``),
+summarise (``metrics``), write the report. Nothing here needs torch.
 """
 
 import json
-import math
 import time
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,37 +15,23 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from sql_env.server.question_bank import DEFAULT_DATA_DIR
+from sql_env.server.sandbox import QUERY_TIMEOUT_S
+from sql_env.training.answer_groups import AnswerGrouper
 from sql_env.training.data import Task
 from sql_env.training.environment import DEFAULT_MAX_STEPS, SQLToolEnv
-from sql_env.training.plots import plot_steps_histogram, plot_success_by
+from sql_env.training.metrics import summarize
+from sql_env.training.plots import (
+    plot_accuracy_by_difficulty,
+    plot_pass_at_k,
+    plot_steps_histogram,
+    plot_success_by,
+)
 from sql_env.training.rollout import DEFAULT_MAX_TURNS, Episode, Policy, run_episode
+from sql_env.training.settings import EpisodeSettings
 
 TRAJECTORIES = "trajectories.jsonl"
 SUMMARY = "summary.json"
-Z_95 = 1.959963984540054
-
-
-def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (95% by default).
-
-    The bounds always hold the observed rate: at 0/n and n/n the formula's
-    exact 0 and 1 come out of floating point a hair inside (5.6e-17 at 0/3),
-    which would make the interval miss its own rate.
-
-    >>> wilson_interval(0, 0)
-    (0.0, 1.0)
-    >>> [round(x, 3) for x in wilson_interval(8, 10)]
-    [0.49, 0.943]
-    >>> wilson_interval(0, 3)[0], wilson_interval(10, 10)[1]
-    (0.0, 1.0)
-    """
-    if n == 0:
-        return (0.0, 1.0)
-    p = successes / n
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return (min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half)))
 
 
 def evaluate(
@@ -54,66 +40,80 @@ def evaluate(
     questions: Sequence[Task],
     max_turns: int = DEFAULT_MAX_TURNS,
     progress: bool = True,
+    samples: int = 1,
 ) -> list[Episode]:
-    """Play every question once with ``policy``.
+    """Play every question ``samples`` times with ``policy``.
 
     Args:
-        env: The tool environment (in-process or over WebSocket).
-        policy: The policy to evaluate.
+        env: The tool environment (in-process or over WebSocket), reset with
+            the evaluation's settings.
+        policy: The policy to evaluate (it samples, if it does, on its own).
         questions: Questions to play, in order.
         max_turns: Assistant turns per episode.
         progress: Show a tqdm progress bar.
+        samples: Episodes per question.
 
     Returns:
-        One episode per question.
+        The episodes, question by question (``Episode.sample`` numbers them).
     """
-    bar = tqdm(questions, desc=f"{policy.name}", unit="ep", disable=not progress)
+    if samples < 1:
+        raise ValueError(f"samples must be at least 1, not {samples}.")
+    bar = tqdm(
+        total=len(questions) * samples,
+        desc=policy.name,
+        unit="ep",
+        disable=not progress,
+    )
     episodes = []
     successes = 0
-    for question in bar:
-        episode = run_episode(env, policy, question, max_turns=max_turns)
-        successes += episode.success
-        episodes.append(episode)
-        bar.set_postfix(success=f"{successes / len(episodes):.2f}", refresh=False)
+    with bar:
+        for question in questions:
+            for sample in range(samples):
+                episode = run_episode(env, policy, question, max_turns, sample)
+                successes += episode.success
+                episodes.append(episode)
+                bar.update()
+                bar.set_postfix(
+                    success=f"{successes / len(episodes):.2f}", refresh=False
+                )
     return episodes
 
 
-def _rate(episodes: Sequence[Episode]) -> dict[str, Any]:
-    n = len(episodes)
-    wins = sum(e.success for e in episodes)
-    return {
-        "n": n,
-        "success_rate": wins / n if n else 0.0,
-        "ci95": list(wilson_interval(wins, n)),
-    }
+def format_table(summary: Mapping[str, Any]) -> str:
+    """The summary as a plain-text table: one row per difficulty, then all.
 
-
-def summarize(episodes: Sequence[Episode]) -> dict[str, Any]:
-    """Success rate with Wilson 95% CI, means and rates, per database and level.
-
-    ``error_rate`` is the share of steps whose action failed (bad SQL, unknown
-    table, ...); ``truncation_rate`` the share of episodes that ran out of steps
-    or turns without answering.
+    Columns: questions, accuracy with its 95% CI and, when sampling, pass@k
+    and majority@k.
     """
-    n = len(episodes)
-    steps = sum(e.steps for e in episodes)
-    by_db: dict[str, list[Episode]] = defaultdict(list)
-    by_level: dict[str, list[Episode]] = defaultdict(list)
-    for episode in episodes:
-        by_db[episode.db_id].append(episode)
-        by_level[episode.difficulty].append(episode)
-    return {
-        **_rate(episodes),
-        "mean_reward": sum(e.reward for e in episodes) / n if n else 0.0,
-        "mean_steps": steps / n if n else 0.0,
-        "error_rate": sum(e.errors for e in episodes) / steps if steps else 0.0,
-        "truncation_rate": sum(e.truncated for e in episodes) / n if n else 0.0,
-        "answer_rate": sum(e.answered for e in episodes) / n if n else 0.0,
-        "per_database": {db: _rate(group) for db, group in sorted(by_db.items())},
-        "per_difficulty": {
-            lvl: _rate(group) for lvl, group in sorted(by_level.items())
-        },
-    }
+    sampled = summary.get("samples", 1) > 1
+    k = summary.get("samples", 1)
+    header = ["difficulty", "n", "accuracy", "95% CI"]
+    if sampled:
+        header += [f"pass@{k}", f"maj@{k}"]
+    rows = [
+        _table_row(level, group, sampled)
+        for level, group in summary["per_difficulty"].items()
+    ]
+    rows.append(_table_row("all", summary, sampled))
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(str(cell).rjust(width) for cell, width in zip(r, widths, strict=True))
+        for r in [header, *rows]
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def _table_row(label: str, group: Mapping[str, Any], sampled: bool) -> list[str]:
+    low, high = group["ci95"]
+    row = [label, str(group["n"]), f"{group['success_rate']:.1%}"]
+    row.append(f"{low:.1%}-{high:.1%}")
+    if sampled:
+        row += [
+            f"{group['pass_at_k']['rate']:.1%}",
+            f"{group['majority_at_k']['rate']:.1%}",
+        ]
+    return row
 
 
 def write_report(
@@ -142,15 +142,13 @@ def write_report(
             handle.write(json.dumps(episode.to_record(), ensure_ascii=False) + "\n")
     summary_path = out_dir / SUMMARY
     summary_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    rate = f"{summary['success_rate']:.1%} of {summary['n']}"
-    return [
+    setting = summary.get("setting", "")
+    title = f"{label} ({setting})" if setting else label
+    paths = [
         trajectories,
         summary_path,
-        plot_success_by(
-            summary,
-            "per_difficulty",
-            out_dir / "success_by_difficulty.png",
-            f"{label}: success by difficulty ({rate})",
+        plot_accuracy_by_difficulty(
+            summary, out_dir / "success_by_difficulty.png", title
         ),
         plot_success_by(
             summary,
@@ -164,6 +162,9 @@ def write_report(
             f"{label}: steps per episode",
         ),
     ]
+    if "pass_curve" in summary:
+        paths.append(plot_pass_at_k(summary, out_dir / "pass_at_k.png", title))
+    return paths
 
 
 @dataclass(frozen=True)
@@ -179,43 +180,71 @@ def run_evaluation(
     questions: Sequence[Task],
     out_dir: Path,
     *,
+    settings: EpisodeSettings | None = None,
+    samples: int = 1,
+    levels: Sequence[str] = (),
     data_dir: Path | None = None,
     env_url: str | None = None,
-    split: str = "dev",
     max_turns: int = DEFAULT_MAX_TURNS,
     max_steps: int = DEFAULT_MAX_STEPS,
+    query_timeout_s: float = QUERY_TIMEOUT_S,
     label: str | None = None,
-    settings: Mapping[str, Any] | None = None,
+    arguments: Mapping[str, Any] | None = None,
     progress: bool = True,
 ) -> EvaluationReport:
-    """Play every question with ``policy``, summarise, write the report.
+    """Play every question ``samples`` times with ``policy``, summarise, report.
 
     Args:
         policy: The policy to evaluate.
-        questions: Questions to play, in order.
+        questions: Questions of ``settings.dataset`` to play, in order.
         out_dir: Where the trajectories, summary and plots go.
-        data_dir: Data directory of the in-process environment.
+        settings: The episodes' dataset, schema, answer format and evidence.
+        samples: Episodes per question (pass@k and majority@k when above 1).
+        levels: The dataset's difficulty levels, easiest first.
+        data_dir: Data directory of the in-process environment, and of the
+            local runs that group SQL answers for majority@k.
         env_url: Play on a SQLEnv server over WebSocket instead.
-        split: Split of the questions.
         max_turns: Assistant turns per episode.
         max_steps: Step budget per episode (in-process environment only).
+        query_timeout_s: Deadline of one SQL statement (in-process environment
+            and the local runs of SQL answers; a server keeps its own).
         label: Name in plot titles (default: the policy's).
-        settings: Run settings recorded in the summary.
+        arguments: Run arguments recorded in the summary.
         progress: Show a progress bar.
 
     Returns:
-        The summary (see :func:`summarize`, plus policy, split, seconds and
-        settings) and the paths written.
+        The summary (see ``metrics.summarize``, plus policy, dataset, splits,
+        settings, the answers' grouping, seconds and arguments) and the paths
+        written.
     """
+    settings = settings or EpisodeSettings()
     started = time.perf_counter()
-    with SQLToolEnv(data_dir, env_url, split=split, max_steps=max_steps) as env:
-        episodes = evaluate(env, policy, questions, max_turns, progress)
+    with SQLToolEnv(
+        data_dir,
+        env_url,
+        max_steps=max_steps,
+        reset_settings=settings.reset_kwargs(),
+        query_timeout_s=query_timeout_s,
+    ) as env:
+        episodes = evaluate(env, policy, questions, max_turns, progress, samples)
+    local_data = data_dir if data_dir is not None or env_url else DEFAULT_DATA_DIR
+    grouper = AnswerGrouper(
+        settings.answer, settings.dataset, local_data, query_timeout_s
+    )
+    keys = grouper.keys(episodes) if samples > 1 else None
     summary = {
-        **summarize(episodes),
+        **summarize(episodes, keys, levels),
         "policy": policy.name,
-        "split": split,
+        "dataset": settings.dataset,
+        "splits": sorted({q.split for q in questions}),
+        "settings": settings.reset_kwargs(),
+        "setting": settings.label(),
+        "majority_grouping": grouper.grouping if samples > 1 else None,
+        "max_turns": max_turns,
+        "max_steps": max_steps,
+        "query_timeout_s": query_timeout_s,
         "seconds": round(time.perf_counter() - started, 2),
-        "settings": {k: str(v) for k, v in (settings or {}).items()},
+        "arguments": {k: str(v) for k, v in (arguments or {}).items()},
     }
     paths = write_report(out_dir, episodes, summary, label or policy.name)
     return EvaluationReport(summary, paths)

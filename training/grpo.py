@@ -1,10 +1,10 @@
 """GRPO over SQLEnv with TRL's ``GRPOTrainer`` and ``environment_factory``.
 
 The training script and the notebook both call :func:`train_grpo`; it builds the
-dataset (one row per question: the shared prompt plus the question id that
-``SQLToolEnv.reset`` plays), checks a remote server's session capacity, trains,
-writes ``train_log.jsonl`` (reward, success, tool use per step) and draws
-``learning_curve.png``.
+dataset (one row per question: the shared prompt, the question id that
+``SQLToolEnv.reset`` plays and the episode settings it plays it in), checks a
+remote server's session capacity, trains, writes ``train_log.jsonl`` (reward,
+success, tool use per step) and draws ``learning_curve.png``.
 
 The reward is the environment's own (``SQLToolEnv.get_reward``, weight 1).
 ``success`` is added as a zero-weight reward function: TRL then logs it per step
@@ -45,6 +45,7 @@ from sql_env.training.environment import (
 from sql_env.training.plots import plot_learning_curves, read_jsonl
 from sql_env.training.prompts import training_prompt
 from sql_env.training.rendering import save_chat_template_kwargs
+from sql_env.training.settings import EpisodeSettings
 
 TRAIN_LOG = "train_log.jsonl"
 LEARNING_CURVE = "learning_curve.png"
@@ -96,8 +97,15 @@ def pin_reference(model: PreTrainedModel, path: Path) -> Path:
     return Path(path)
 
 
-def grpo_dataset(questions: Sequence[Task]) -> Dataset:
-    """One GRPO row per question; TRL passes the row to ``SQLToolEnv.reset``."""
+def grpo_dataset(
+    questions: Sequence[Task], settings: EpisodeSettings | None = None
+) -> Dataset:
+    """One GRPO row per question; TRL passes the row to ``SQLToolEnv.reset``.
+
+    Each row carries the episode settings as ``reset_settings`` (dataset,
+    schema, answer format, evidence), which ``reset`` passes on.
+    """
+    reset_settings = (settings or EpisodeSettings()).reset_kwargs()
     return Dataset.from_list(
         [
             {
@@ -106,6 +114,7 @@ def grpo_dataset(questions: Sequence[Task]) -> Dataset:
                 "split": q.split,
                 "db_id": q.db_id,
                 "difficulty": q.difficulty,
+                "reset_settings": reset_settings,
             }
             for q in questions
         ]
@@ -196,6 +205,7 @@ def train_grpo(
     env_url: str | None = None,
     reward_mode: str = "binary",
     max_env_steps: int = 15,
+    settings: EpisodeSettings | None = None,
     reset_settings: Mapping[str, Any] | None = None,
     peft_config: Any = None,
     callbacks: Sequence[TrainerCallback] = (),
@@ -215,7 +225,10 @@ def train_grpo(
             server must hold one session per rollout of a generation batch.
         reward_mode: ``"binary"`` or ``"shaped"``.
         max_env_steps: Step budget of each episode.
-        reset_settings: Further arguments for every environment reset.
+        settings: The episodes' dataset, schema, answer format and evidence
+            (in every dataset row).
+        reset_settings: Further arguments for every environment reset (the
+            rows' settings win).
         peft_config: A ``peft.LoraConfig`` (see :func:`lora_config`) to train
             adapters instead of every weight.
         callbacks: Extra trainer callbacks.
@@ -245,7 +258,7 @@ def train_grpo(
         model=model,
         reward_funcs=[success],
         args=config,
-        train_dataset=grpo_dataset(questions),
+        train_dataset=grpo_dataset(questions, settings),
         processing_class=tokenizer,
         environment_factory=factory,
         peft_config=peft_config,

@@ -52,8 +52,10 @@ from transformers import (
 )
 from trl.chat_template_utils import qwen2_5_chat_template, qwen3_chat_template
 
+from sql_env.models import SQLObservation
+from sql_env.server.episode_text import instructions
 from sql_env.training.environment import tool_schemas
-from sql_env.training.prompts import SYSTEM_PROMPT
+from sql_env.training.prompts import SYSTEM_PROMPT, question_text
 
 TINY_MODEL = "tiny"
 TINY_QWEN3_MODEL = "tiny-qwen3"
@@ -183,23 +185,43 @@ def _wrap(
 
 
 def _tiny_corpus(renderer: PreTrainedTokenizerFast) -> list[str]:
-    """Conversations in the exact training format, with made-up databases."""
+    """Conversations in the exact training format, with made-up databases.
+
+    The examples cycle through the episode settings (schema hidden or given,
+    answers by value or by SQL, with and without evidence), so the texts of
+    each setting's instructions become few tokens.
+    """
     tools = tool_schemas()
     texts = []
-    for table, column, value in _TINY_EXAMPLES:
+    for i, (table, column, value) in enumerate(_TINY_EXAMPLES):
+        schema_given, by_sql, evidence = i % 2 == 1, i % 3 == 1, i % 4 == 3
+        sql = f"SELECT {column} FROM {table}"
+        answer = sql if by_sql else f'[["{value}"]]'
         calls = [
             ("describe", {"table_name": table}, f"Table {table} (6 rows)"),
             ("sample", {"table_name": table}, f"{column}\n{value}\n(1 row)"),
-            ("query", {"sql": f"SELECT {column} FROM {table}"}, f"{column}\n{value}"),
-            ("answer", {"value": f'[["{value}"]]'}, "Answer submitted: correct."),
+            ("query", {"sql": sql}, f"{column}\n{value}"),
+            ("answer", {"value": answer}, "Answer submitted: correct."),
         ]
+        start = SQLObservation(
+            question=f"What is the {column} of {table}?",
+            evidence=f"{column} means the {column} column" if evidence else "",
+            db_id="db",
+            tables=[table],
+            db_schema=f"CREATE TABLE {table} (\n  {column} TEXT\n);"
+            if schema_given
+            else "",
+            instructions=instructions(
+                schema_mode="given" if schema_given else "hidden",
+                answer_mode="sql" if by_sql else "value",
+                rule="spider",
+                max_steps=15,
+                evidence=evidence,
+            ),
+        )
         messages = [
             {"role": "system", "content": SYSTEM_PROMPT},
-            {
-                "role": "user",
-                "content": f"Database: db\nTables: {table}\nQuestion: What is the "
-                f"{column} of {table}?\nYou have 15 steps.",
-            },
+            {"role": "user", "content": question_text(start)},
         ]
         for name, arguments, result in calls:
             messages.append(

@@ -15,8 +15,6 @@ matplotlib.use("Agg")  # no display on servers, CI or Colab's executor
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from sql_env.server.question_bank import SPIDER_LEVELS  # noqa: E402
-
 # Curves from the GRPO log: (JSONL key, label).
 LEARNING_CURVES = (
     ("reward", "mean reward"),
@@ -81,13 +79,112 @@ def plot_success_by(
         ``out_path``.
     """
     groups = summary[key]
-    if key == "per_difficulty":
-        labels = [level for level in SPIDER_LEVELS if level in groups]
-    else:
-        labels = sorted(groups)
+    labels = list(groups)  # the summary's order: levels easiest first, ids sorted
     fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(labels) + 2), 3.5))
     _bar(ax, labels, groups)
     ax.set_title(title)
+    return _save(fig, out_path)
+
+
+def _errors(groups: Sequence[Mapping[str, Any]], rate_key: str) -> list[list[float]]:
+    """Distances from each rate to its CI bounds, clipped at 0 (for ``yerr``).
+
+    Clipped: a summary written elsewhere may round a bound past its rate.
+    """
+    rates = [group[rate_key] for group in groups]
+    return [
+        [max(0.0, rate - g["ci95"][0]) for g, rate in zip(groups, rates, strict=True)],
+        [max(0.0, g["ci95"][1] - rate) for g, rate in zip(groups, rates, strict=True)],
+    ]
+
+
+def plot_accuracy_by_difficulty(
+    summary: Mapping[str, Any], out_path: Path, title: str
+) -> Path:
+    """Accuracy per difficulty level and overall, with 95% CIs.
+
+    When the summary sampled several answers per question, pass@k and
+    majority@k stand beside each accuracy bar.
+
+    Args:
+        summary: An evaluation summary (``metrics.summarize``).
+        out_path: Where to write the PNG.
+        title: Figure title.
+
+    Returns:
+        ``out_path``.
+    """
+    groups = {**summary["per_difficulty"], "all": summary}
+    labels = list(groups)
+    k = summary.get("samples", 1)
+    series = [("accuracy", lambda g: g)]
+    if k > 1:
+        series += [
+            (f"pass@{k}", lambda g: _as_rate(g["pass_at_k"])),
+            (f"majority@{k}", lambda g: _as_rate(g["majority_at_k"])),
+        ]
+    width = 0.8 / len(series)
+    fig, ax = plt.subplots(
+        figsize=(max(4.5, len(labels) * (0.6 + 0.4 * len(series)) + 1.5), 3.8)
+    )
+    for i, (name, pick) in enumerate(series):
+        picked = [pick(groups[label]) for label in labels]
+        xs = [x + (i - (len(series) - 1) / 2) * width for x in range(len(labels))]
+        ax.bar(
+            xs,
+            [g["success_rate"] for g in picked],
+            width,
+            yerr=_errors(picked, "success_rate"),
+            capsize=3,
+            label=name,
+        )
+    ticks = [f"{label}\nn={groups[label]['n']}" for label in labels]
+    ax.set_xticks(range(len(labels)), ticks)
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("share of questions (95% CI)")
+    if len(series) > 1:
+        ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    return _save(fig, out_path)
+
+
+def _as_rate(metric: Mapping[str, Any]) -> dict[str, Any]:
+    return {"success_rate": metric["rate"], "ci95": metric["ci95"]}
+
+
+def plot_pass_at_k(summary: Mapping[str, Any], out_path: Path, title: str) -> Path:
+    """pass@k for k = 1 .. samples with its 95% CI band, and majority@k.
+
+    Args:
+        summary: An evaluation summary with ``pass_curve`` (sampled answers).
+        out_path: Where to write the PNG.
+        title: Figure title.
+
+    Returns:
+        ``out_path``.
+    """
+    curve = summary["pass_curve"]
+    ks = [point["k"] for point in curve]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(ks, [p["rate"] for p in curve], marker="o", label="pass@k")
+    ax.fill_between(
+        ks, [p["ci95"][0] for p in curve], [p["ci95"][1] for p in curve], alpha=0.2
+    )
+    majority = summary["majority_at_k"]
+    ax.errorbar(
+        [majority["k"]],
+        [majority["rate"]],
+        yerr=_errors([_as_rate(majority)], "success_rate"),
+        fmt="s",
+        capsize=3,
+        label=f"majority@{majority['k']}",
+    )
+    ax.set_xticks(ks)
+    ax.set_xlabel("k (samples per question)")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("share of questions (95% CI)")
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
     return _save(fig, out_path)
 
 
@@ -148,17 +245,7 @@ def plot_policy_comparison(
     """
     labels = list(summaries)
     rates = [summaries[label]["success_rate"] for label in labels]
-    # Clipped at 0: a summary from elsewhere may round a bound past its rate.
-    errors = [
-        [
-            max(0.0, rate - summaries[label]["ci95"][0])
-            for label, rate in zip(labels, rates, strict=True)
-        ],
-        [
-            max(0.0, summaries[label]["ci95"][1] - rate)
-            for label, rate in zip(labels, rates, strict=True)
-        ],
-    ]
+    errors = _errors([summaries[label] for label in labels], "success_rate")
     fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(labels) + 1.5), 3.5))
     ax.bar(labels, rates, yerr=errors, capsize=4, color="#4c72b0")
     ax.set_ylim(0, 1.05)

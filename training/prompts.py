@@ -4,6 +4,12 @@ GRPO training, the SFT warm-start data and the ``llm`` evaluation policy all bui
 their conversations from these functions, so a model is evaluated on exactly the
 format it was trained on. The tool schema itself comes from the docstrings of
 :class:`sql_env.training.environment.SQLToolEnv` (see ``tool_schemas`` there).
+
+What an episode asks for (the tools, the answer format of its settings, the
+budget) is the environment's contract, the reset observation's
+``instructions``; the question block quotes it, followed by what the settings
+show: the schema when given, the evidence when shown. The system prompt only
+says how the instructions' action names map to the tools.
 """
 
 import json
@@ -12,12 +18,9 @@ from typing import Any
 from sql_env.models import SQLObservation
 
 SYSTEM_PROMPT = (
-    "You answer questions about a SQLite database. You do not see its schema at "
-    "first: explore it with the tools. describe(table_name) shows a table's "
-    "columns and keys, sample(table_name) shows a few rows, query(sql) runs one "
-    "read-only SELECT. When you know the answer, call answer(value) once with the "
-    'result rows as JSON, for example [[3]] or [["Paris", 2], ["Rome", 1]]. '
-    "Every call uses one step of a limited budget."
+    "You answer questions about SQLite databases with tools. Each question comes "
+    "with instructions; their actions DESCRIBE, SAMPLE, QUERY and ANSWER are the "
+    "tools describe, sample, query and answer."
 )
 
 
@@ -28,14 +31,18 @@ def question_text(observation: SQLObservation) -> str:
         observation: The observation returned by the environment's ``reset``.
 
     Returns:
-        The database name, its tables, the question and the step budget.
+        The episode's instructions, then the database, its tables (or its
+        schema, when given), the question and its evidence (when shown).
     """
-    lines = [
-        f"Database: {observation.db_id}",
-        f"Tables: {', '.join(observation.tables)}",
-        f"Question: {observation.question}",
-        f"You have {observation.budget_remaining} steps.",
-    ]
+    lines = [observation.instructions, ""] if observation.instructions else []
+    lines.append(f"Database: {observation.db_id}")
+    if observation.db_schema:
+        lines += ["Schema:", observation.db_schema]
+    else:
+        lines.append(f"Tables: {', '.join(observation.tables)}")
+    lines.append(f"Question: {observation.question}")
+    if observation.evidence:
+        lines.append(f"Evidence: {observation.evidence}")
     return "\n".join(lines)
 
 

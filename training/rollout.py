@@ -7,9 +7,11 @@ as TRL's tool loop does, so an episode played here and a GRPO rollout produce th
 same conversation format; the oracle's episodes are the SFT warm-start data.
 
 Policies here need no torch: ``random`` (random valid actions) and ``oracle``
-(DESCRIBE the tables the gold SQL uses, QUERY the gold, ANSWER its rows). The
-oracle reads the question bank directly, which a baseline may do; nothing gold
-reaches it through the environment. The ``llm`` policy is in ``llm_policy.py``.
+(DESCRIBE the tables the gold SQL uses unless the schema is given, QUERY the
+gold, ANSWER its rows, or the gold SQL in episodes answered by SQL). The oracle
+reads the question bank directly, which a baseline may do; nothing gold reaches
+it through the environment. The ``llm`` policy is in ``llm_policy.py``; it learns
+the answer format from the episode's instructions, as any agent would.
 """
 
 import random
@@ -18,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from sql_env.models import SQLObservation
+from sql_env.models import AnswerMode, SQLObservation
 from sql_env.server.question_bank import DEFAULT_DATA_DIR, load_bank
 from sql_env.training.data import Task
 from sql_env.training.environment import TOOL_NAMES, SQLToolEnv
@@ -56,7 +58,11 @@ def assistant_message(*calls: dict[str, Any], content: str = "") -> Message:
 
 @dataclass
 class Episode:
-    """One played episode: outcome, counts and the whole conversation."""
+    """One played episode: outcome, counts, the answer and the whole conversation.
+
+    ``sample`` numbers the episodes of one question when it is played several
+    times; ``answer`` is the argument of the ANSWER that ended it, if any.
+    """
 
     question_id: str
     db_id: str
@@ -69,6 +75,8 @@ class Episode:
     truncated: bool
     answered: bool
     messages: list[Message] = field(default_factory=list)
+    sample: int = 0
+    answer: str | None = None
 
     def to_record(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,14 +107,17 @@ def run_episode(
     policy: Policy,
     question: Task,
     max_turns: int = DEFAULT_MAX_TURNS,
+    sample: int = 0,
 ) -> Episode:
     """Play one question to the end: ANSWER, budget, ``max_turns`` or no tool call.
 
     Args:
-        env: The tool environment (in-process or over WebSocket).
+        env: The tool environment (in-process or over WebSocket), whose reset
+            settings decide the episode's dataset, schema and answer format.
         policy: Chooses each assistant message.
         question: The question to play.
         max_turns: Assistant messages allowed (TRL's ``max_tool_calling_iterations``).
+        sample: Which play of this question it is (recorded).
 
     Returns:
         The episode with its outcome and conversation.
@@ -142,33 +153,46 @@ def run_episode(
         truncated=final.truncated or (out_of_turns and not final.done),
         answered=final.answer_correct is not None,
         messages=messages,
+        sample=sample,
+        answer=env.submitted_answer,
     )
 
 
 class OraclePolicy:
-    """DESCRIBE the tables the gold SQL uses, QUERY the gold SQL, ANSWER its rows.
+    """DESCRIBE the gold SQL's tables, QUERY the gold SQL, ANSWER its rows or itself.
+
+    The tables are described only when the schema is hidden (the reset
+    observation carries no ``db_schema``).
 
     Args:
-        data_dir: Where the question bank is (it is read directly, not through
+        data_dir: Where the question banks are (read directly, not through
             the environment).
+        answer: The episodes' answer format: ``"value"`` answers the gold rows
+            as JSON, ``"sql"`` the gold SQL.
     """
 
     name = "oracle"
 
-    def __init__(self, data_dir: Path | None = None) -> None:
-        self._bank = load_bank(data_dir or DEFAULT_DATA_DIR)
+    def __init__(self, data_dir: Path | None = None, answer: AnswerMode = "value"):
+        self._data_dir = data_dir or DEFAULT_DATA_DIR
+        self._answer = answer
         self._plan: list[Message] = []
 
     def begin(self, observation: SQLObservation) -> None:
-        question = self._bank.get(observation.question_id)
+        dataset = observation.question_id.split("/", 1)[0]
+        question = load_bank(self._data_dir, dataset).get(observation.question_id)
         by_lower = {name.lower(): name for name in observation.tables}
-        tables = [by_lower.get(t.lower(), t) for t in question.tables_used]
+        tables = () if observation.db_schema else question.tables_used
+        describe = [by_lower.get(t.lower(), t) for t in tables]
+        final = (
+            question.gold_sql
+            if self._answer == "sql"
+            else answer_json(question.gold_rows)
+        )
         self._plan = [
-            *(assistant_message(tool_call("describe", table_name=t)) for t in tables),
+            *(assistant_message(tool_call("describe", table_name=t)) for t in describe),
             assistant_message(tool_call("query", sql=question.gold_sql)),
-            assistant_message(
-                tool_call("answer", value=answer_json(question.gold_rows))
-            ),
+            assistant_message(tool_call("answer", value=final)),
         ]
 
     def act(self, messages: list[Message]) -> Message:
@@ -182,12 +206,15 @@ class RandomPolicy:
 
     Args:
         seed: Seed of the policy's own random generator.
+        answer: The episodes' answer format: a guess is a one-value JSON
+            answer (``"value"``) or a SELECT of that value (``"sql"``).
     """
 
     name = "random"
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, answer: AnswerMode = "value") -> None:
         self._rng = random.Random(seed)
+        self._answer = answer
         self._tables: list[str] = []
 
     def begin(self, observation: SQLObservation) -> None:
@@ -201,9 +228,12 @@ class RandomPolicy:
             lambda: tool_call(
                 "query", sql=f'SELECT * FROM "{table}" LIMIT {self._rng.randint(1, 5)}'
             ),
-            lambda: tool_call("answer", value=answer_json([[self._rng.randint(0, 9)]])),
+            lambda: tool_call("answer", value=self._guess(self._rng.randint(0, 9))),
         ]
         return assistant_message(self._rng.choice(choices)())
+
+    def _guess(self, value: int) -> str:
+        return f"SELECT {value}" if self._answer == "sql" else answer_json([[value]])
 
 
 def build_policy(
@@ -211,6 +241,7 @@ def build_policy(
     *,
     data_dir: Path | None = None,
     seed: int = 0,
+    answer: AnswerMode = "value",
     model: str = "tiny",
     openai_base_url: str | None = None,
     openai_api_key: str = "EMPTY",
@@ -220,14 +251,16 @@ def build_policy(
 ) -> Policy:
     """A policy by name: ``random``, ``oracle`` or ``llm``.
 
-    ``llm`` is a local model (``model``: a path, ``"tiny"``, ...) through
-    transformers, or the model an OpenAI-compatible endpoint serves when
-    ``openai_base_url`` is given; only it imports torch.
+    ``answer`` is the episodes' answer format, for the two baselines (a model
+    reads it from each episode's instructions). ``llm`` is a local model
+    (``model``: a path, ``"tiny"``, ...) through transformers, or the model an
+    OpenAI-compatible endpoint serves when ``openai_base_url`` is given; only it
+    imports torch.
     """
     if kind == "oracle":
-        return OraclePolicy(data_dir)
+        return OraclePolicy(data_dir, answer)
     if kind == "random":
-        return RandomPolicy(seed)
+        return RandomPolicy(seed, answer)
     if kind != "llm":
         raise ValueError(f"Unknown policy {kind!r}: choose random, oracle or llm.")
     if openai_base_url:

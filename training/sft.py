@@ -1,8 +1,9 @@
 """Warm-start data from gold SQL, and an SFT pass with TRL's SFTTrainer.
 
-Each example is a whole oracle episode played through :class:`SQLToolEnv`
-(DESCRIBE the gold query's tables, QUERY it, ANSWER its rows), so the messages,
-tool calls and tool results are exactly those a GRPO rollout produces. For
+Each example is a whole oracle episode played through :class:`SQLToolEnv` in the
+run's episode settings (DESCRIBE the gold query's tables when the schema is
+hidden, QUERY it, ANSWER its rows or the gold SQL), so the messages, tool calls
+and tool results are exactly those a GRPO rollout in those settings produces. For
 training, each conversation is turned into the token ids and loss mask of the
 GRPO rollout of the same trajectory (:mod:`sql_env.training.rendering`): same
 chat template, same tool order, and the loss on exactly the tokens GRPO trains
@@ -26,6 +27,7 @@ from sql_env.server.question_bank import Question
 from sql_env.training.environment import SQLToolEnv, tool_schemas
 from sql_env.training.rendering import ConversationRenderer
 from sql_env.training.rollout import OraclePolicy, run_episode
+from sql_env.training.settings import EpisodeSettings
 
 logger = logging.getLogger(__name__)
 # SFTTrainer builds its labels from this column of a pre-tokenized dataset.
@@ -49,29 +51,32 @@ def sft_dataset(
     data_dir: Path | None = None,
     env_url: str | None = None,
     max_answer_rows: int | None = 20,
+    settings: EpisodeSettings | None = None,
 ) -> Dataset:
     """Play the oracle on each question and keep the successful conversations.
 
     Args:
         questions: Questions to turn into trajectories (train split).
-        data_dir: Data directory (question bank and databases).
+        data_dir: Data directory (question banks and databases).
         env_url: Play over a SQLEnv server instead of in-process.
-        max_answer_rows: Skip questions whose gold result has more rows (their
-            answers would dominate the sequence); None keeps all.
+        max_answer_rows: With answers by value, skip questions whose gold
+            result has more rows (their answers would dominate the sequence);
+            None keeps all.
+        settings: The episode settings GRPO will train in (default: Spider,
+            schema hidden, answers by value).
 
     Returns:
         A dataset with ``messages`` (the chat), ``tools`` (JSON tool schemas),
         ``question_id``, ``db_id`` and ``difficulty``.
     """
-    oracle = OraclePolicy(data_dir)
+    settings = settings or EpisodeSettings()
+    oracle = OraclePolicy(data_dir, settings.answer)
     tools = json.dumps(tool_schemas())
+    row_cap = max_answer_rows if settings.answer == "value" else None
     rows = []
-    with SQLToolEnv(data_dir, env_url) as env:
+    with SQLToolEnv(data_dir, env_url, reset_settings=settings.reset_kwargs()) as env:
         for question in questions:
-            if (
-                max_answer_rows is not None
-                and len(question.gold_rows) > max_answer_rows
-            ):
+            if row_cap is not None and len(question.gold_rows) > row_cap:
                 continue
             episode = run_episode(env, oracle, question)
             if not episode.success:
@@ -193,6 +198,7 @@ def warm_start(
     data_dir: Path | None = None,
     env_url: str | None = None,
     chat_template_kwargs: Mapping[str, Any] | None = None,
+    settings: EpisodeSettings | None = None,
 ) -> int:
     """SFT on the oracle's trajectories of ``questions`` (bank questions).
 
@@ -205,11 +211,12 @@ def warm_start(
         data_dir: Data directory (question bank and databases).
         env_url: Play the trajectories on a SQLEnv server instead.
         chat_template_kwargs: The ``chat_template_kwargs`` GRPO will use.
+        settings: The episode settings GRPO will train in.
 
     Returns:
         The number of trajectories trained on.
     """
-    dataset = sft_dataset(questions, data_dir, env_url)
+    dataset = sft_dataset(questions, data_dir, env_url, settings=settings)
     logger.info("SFT warm start: %d trajectories", len(dataset))
     run_sft(model, tokenizer, dataset, config, chat_template_kwargs)
     return len(dataset)
