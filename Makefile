@@ -44,7 +44,7 @@ venv: $(VENV)/.runtime
 venv-dev: $(VENV)/.dev
 
 data: $(VENV)/.runtime
-	SPIDER_SOURCE="$(SPIDER_SOURCE)" $(PY) -m sql_env.scripts.build_data \
+	SPIDER_SOURCE="$(SPIDER_SOURCE)" $(PY) scripts/build_data.py \
 		--dataset $(DATASET) $(if $(SOURCE),--source "$(SOURCE)") \
 		$(if $(NAME),--name "$(NAME)") $(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
 
@@ -82,7 +82,7 @@ SMOKE ?= ../shared/container/container-smoke.sh
 # Exactly the tree `openenv push` uploads, written to $(SPACE_DIR) by running the real
 # command against a local stand-in for the Hub (scripts/stage_space.py).
 stage: $(VENV)/.runtime data
-	$(PY) -m sql_env.scripts.stage_space --out $(SPACE_DIR)
+	$(PY) scripts/stage_space.py --out $(SPACE_DIR)
 
 push: $(VENV)/.runtime data
 	$(VENV)/bin/openenv push . --exclude .dockerignore $(if $(REPO_ID),--repo-id $(REPO_ID))

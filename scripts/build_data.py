@@ -9,7 +9,7 @@
     make data DATASET=bird SOURCE=~/bird/dev.zip  # a directory, zip or URL
     make data DATASET=custom SOURCE=~/my_data     # questions.jsonl + SQLite files
     SPIDER_SOURCE=~/spider_data.zip make data
-    python -m sql_env.scripts.build_data --dataset custom --source DIR --name sales
+    python scripts/build_data.py --dataset custom --source DIR --name sales
 
 Spider's default source is ``SPIDER_SOURCE``, else ``../shared/spider`` beside the
 project when it exists, else the official download; BIRD's is its two official

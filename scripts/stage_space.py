@@ -15,7 +15,7 @@ question bank: run ``make data`` first.
 
     make stage                                   # writes build/space/
     make stage SPACE_DIR=/tmp/space
-    python -m sql_env.scripts.stage_space --out /tmp/space
+    python scripts/stage_space.py --out /tmp/space
     docker build -t sql-env build/space          # what Hugging Face builds
 
 To upload for real, run ``openenv push --exclude .dockerignore`` (``make push``).

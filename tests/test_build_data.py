@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def run_script(*args: str) -> subprocess.CompletedProcess[str]:
     """The real command, as `make data` runs it."""
     return subprocess.run(
-        [sys.executable, "-m", "sql_env.scripts.build_data", *args],
+        [sys.executable, str(ROOT / "scripts" / "build_data.py"), *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -12,16 +12,11 @@ import pytest
 
 import sql_env
 
-# Script entry points live outside the package's library modules.
-SKIPPED_PREFIXES = ("sql_env.scripts",)
-
 
 def _modules_with_examples() -> list[str]:
     found = []
     finder = doctest.DocTestFinder()
     for info in pkgutil.walk_packages(sql_env.__path__, prefix="sql_env."):
-        if info.name.startswith(SKIPPED_PREFIXES):
-            continue
         module = importlib.import_module(info.name)
         if any(test.examples for test in finder.find(module)):
             found.append(info.name)

@@ -6,6 +6,7 @@ the files a Space would receive.
 """
 
 import ast
+import importlib.util
 import json
 import os
 import shutil
@@ -18,7 +19,6 @@ import pytest
 
 import sql_env
 from sql_env.benchmarks.server_process import sqlenv_server
-from sql_env.scripts import stage_space
 from sql_env.server.question_bank import Question, load_bank
 
 REPO = Path(sql_env.__file__).resolve().parent
@@ -34,6 +34,20 @@ PUSH_REQUIRED = (
     "server/__init__.py",
     "server/app.py",
 )
+
+
+def load_script(name: str):
+    """A script of ``scripts/`` as a module: scripts are files to run, not a package."""
+    path = REPO / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+stage_space = load_script("stage_space")
 
 
 def openenv_cli(*args: str) -> subprocess.CompletedProcess:
