@@ -19,10 +19,13 @@ AnswerMode = Literal["value", "sql"]
 ACTION_TYPES: tuple[ActionType, ...] = get_args(ActionType)
 SCHEMA_MODES: tuple[SchemaMode, ...] = get_args(SchemaMode)
 ANSWER_MODES: tuple[AnswerMode, ...] = get_args(AnswerMode)
+# The step budget of an episode unless a server or a caller sets another.
+MAX_STEPS = 15
 
 __all__ = [
     "ACTION_TYPES",
     "ANSWER_MODES",
+    "MAX_STEPS",
     "SCHEMA_MODES",
     "ActionType",
     "AnswerMode",

@@ -13,7 +13,7 @@ Environment variables:
         reason) and frees its slot; half-open sockets included. Default ``300``.
     SQLENV_DATA_DIR: The built data (``<dataset>/bank.sqlite`` and databases).
         Default: the package's ``data/`` directory, where ``make data`` writes.
-    SQLENV_MAX_STEPS: Step budget of an episode. Default ``15``.
+    SQLENV_MAX_STEPS: Step budget of an episode. Default: ``sql_env.models.MAX_STEPS``.
     SQLENV_QUERY_TIMEOUT_S: Deadline of one SQL statement, in seconds; its worker
         is killed shortly after. Default ``5``.
     SQLENV_QUERY_WORKERS: SQL worker processes kept running. Default: the

@@ -30,8 +30,9 @@ from sql_env.server.errors import (
 QUERY_TIMEOUT_S = 5.0
 MAX_RESULT_ROWS = 10_000  # rows kept from one statement; more are reported, not kept
 MAX_RESULT_BYTES = 8_000_000  # text and blob bytes kept from one statement
-# SQLITE_LIMIT_LENGTH. Spider's longest value is 213 chars; at 1 MB, instr() or
-# replace() on two huge strings ran one uninterruptible 3 s VM step.
+# SQLITE_LIMIT_LENGTH: far above any value in the datasets, far below the size at
+# which one instr() or replace() on two huge strings is a VM step of seconds that
+# no deadline check can interrupt.
 MAX_VALUE_BYTES = 100_000
 MAX_SQL_LENGTH = 100_000
 PROGRESS_EVERY_N_OPS = 10_000  # VM steps between deadline checks

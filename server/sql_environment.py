@@ -14,6 +14,7 @@ from openenv.core.env_server.interfaces import Environment
 from openenv.core.env_server.types import EnvironmentMetadata
 
 from sql_env.models import (
+    MAX_STEPS,
     SQLAction,
     SQLObservation,
     SQLState,
@@ -48,7 +49,6 @@ from sql_env.server.worker_protocol import (
 
 logger = logging.getLogger(__name__)
 
-MAX_STEPS = 15
 # A session whose frames arrive back to back (pipelined) keeps the event loop
 # for at most this long before it yields to other sessions and to /health;
 # yielding on every frame instead made each cost several times more.

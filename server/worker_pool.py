@@ -15,7 +15,8 @@ Scheduling keeps one session's slow statements from slowing another's:
   worker time decays with ``USAGE_HALF_LIFE_S``. Waiting jobs are served
   lightest tenant first, and a tenant that has used more than ``HEAVY_S`` may
   not take the last idle worker while the pool can still grow: that one stays
-  for the sessions whose queries are cheap.
+  for the sessions whose queries are cheap, and the heavy tenant gets a new
+  worker instead.
 
 Why a pool of our own, over the standard library: pebble's ``ProcessPool``,
 ``concurrent.futures.ProcessPoolExecutor`` and loky hand each job through
@@ -328,13 +329,16 @@ class WorkerPool:
         running = len(self._idle) + len(self._busy) + self._starting
         return not heavy or len(self._idle) > RESERVED_IDLE or running >= self._ceiling
 
-    def _dispatch(self) -> None:
-        """Hand idle workers to waiters, lightest tenant first (the lock is held)."""
+    def _dispatch(self, *, reserve: bool = True) -> None:
+        """Hand idle workers to waiters, lightest tenant first (the lock is held).
+
+        Without ``reserve``, heavy tenants may take the last idle worker too.
+        """
         self._waiters.sort(key=lambda w: (w.heavy, w.usage, w.seq))
         index = 0
         while self._idle and index < len(self._waiters):
             waiter = self._waiters[index]
-            if not self._may_take(waiter.heavy):
+            if reserve and not self._may_take(waiter.heavy):
                 index += 1
                 continue
             del self._waiters[index]
@@ -415,7 +419,10 @@ class WorkerPool:
         wanted = self.settings.workers - running
         held = [now - started for _, started in self._busy.values()]
         slow = any(age > SLOW_JOB_S for age in held)
-        if slow:
+        # Jobs waiting while a worker is idle are heavy tenants kept from the
+        # reserve: only a new worker serves them.
+        blocked = bool(self._waiters and self._idle)
+        if slow or blocked:
             # Enough idle workers for everyone waiting, plus the reserve.
             spare = len(self._idle) + self._starting
             wanted = max(wanted, len(self._waiters) + RESERVED_IDLE - spare)
@@ -470,6 +477,8 @@ class WorkerPool:
                 if self._waiters and not (self._idle or self._busy):
                     failed = self._waiters.pop(0)
                     failed.deliver(WorkerError("a SQL worker could not be started"))
+                # The pool cannot grow now: the reserve goes to whoever waits.
+                self._dispatch(reserve=False)
                 return
             worker.idle_since = time.monotonic()
             self._idle.append(worker)

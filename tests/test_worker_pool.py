@@ -168,3 +168,25 @@ def test_heavy_tenants_leave_the_last_idle_worker_to_light_ones(db) -> None:
         holder.join()
     finally:
         pool.close()
+
+
+def test_a_heavy_tenant_alone_with_one_idle_worker_is_served(db) -> None:
+    # One base worker, room to grow, nothing running: the only idle worker is the
+    # reserve, so a heavy tenant must get a new one rather than wait forever.
+    pool = WorkerPool(PoolSettings(workers=1, max_workers=2))
+    pool.wait_ready()
+    try:
+        with pytest.raises(QueryTimeoutError):  # makes "heavy" heavy
+            pool.run(job(db, RUNAWAY, timeout_s=30.0), HEAVY_S + 0.2, tenant="heavy")
+        wait_until(lambda: pool.size == 1 and pool.busy == 0)
+        answered = threading.Event()
+
+        def cheap() -> None:
+            assert pool.run(job(db), 5.0, tenant="heavy").view.rows == (("100",),)
+            answered.set()
+
+        threading.Thread(target=cheap, daemon=True).start()
+        # A bound on a failure, not a wait for time: the job answers at once.
+        assert answered.wait(30.0), "a heavy tenant's job was never served"
+    finally:
+        pool.close()

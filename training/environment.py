@@ -26,10 +26,10 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed
 
 from sql_env.client import SQLEnvClient
+from sql_env.models import MAX_STEPS as DEFAULT_MAX_STEPS
 from sql_env.models import RewardMode, SQLAction, SQLObservation
 from sql_env.training.prompts import question_text, tool_result_text
 
-DEFAULT_MAX_STEPS = 15
 # Public methods of an environment that GRPOTrainer does not turn into tools.
 NOT_TOOLS = ("reset", "get_reward")
 

@@ -38,6 +38,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from sql_env.training.data import Task
 from sql_env.training.environment import (
+    DEFAULT_MAX_STEPS,
     SQLToolEnv,
     check_session_capacity,
     make_env_factory,
@@ -204,7 +205,7 @@ def train_grpo(
     data_dir: Path | None = None,
     env_url: str | None = None,
     reward_mode: str = "binary",
-    max_env_steps: int = 15,
+    max_env_steps: int = DEFAULT_MAX_STEPS,
     settings: EpisodeSettings | None = None,
     reset_settings: Mapping[str, Any] | None = None,
     peft_config: Any = None,

@@ -2,8 +2,9 @@
 
 Sources, chosen by :func:`load_model` from one string:
 
-- ``"tiny"``: a ~150k-parameter Qwen2 model with a byte-level BPE tokenizer trained
-  in under a second, with TRL's ``qwen2_5.jinja`` template. It writes nonsense
+- ``"tiny"``: a Qwen2 model small enough for a CPU step in about a second, with a
+  byte-level BPE tokenizer trained on the spot and TRL's ``qwen2_5.jinja``
+  template. It writes nonsense
   until trained but exercises the whole GRPO/SFT path, so tests, the CPU smoke run
   and the overfit check use it.
 - ``"tiny-qwen3"``: the same size as a ``Qwen3Config`` model with Qwen3's special
@@ -52,7 +53,7 @@ from transformers import (
 )
 from trl.chat_template_utils import qwen2_5_chat_template, qwen3_chat_template
 
-from sql_env.models import SQLObservation
+from sql_env.models import MAX_STEPS, SQLObservation
 from sql_env.server.episode_text import instructions
 from sql_env.training.environment import tool_schemas
 from sql_env.training.prompts import SYSTEM_PROMPT, question_text
@@ -215,7 +216,7 @@ def _tiny_corpus(renderer: PreTrainedTokenizerFast) -> list[str]:
                 schema_mode="given" if schema_given else "hidden",
                 answer_mode="sql" if by_sql else "value",
                 rule="spider",
-                max_steps=15,
+                max_steps=MAX_STEPS,
                 evidence=evidence,
             ),
         )
@@ -254,7 +255,7 @@ _TINY_EXAMPLES = [
     ("pets", "weight", "12.5"),
     ("employee", "city", "Paris"),
 ]
-# Shared by both tiny architectures: ~150k parameters, a CPU step in a second.
+# Shared by both tiny architectures (docs/training.md gives their parameter counts).
 _TINY_SHAPE = {
     "hidden_size": 64,
     "intermediate_size": 128,
@@ -267,7 +268,7 @@ _TINY_SHAPE = {
 
 
 def build_tiny_model(seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
-    """Build a randomly initialised ~150k-parameter Qwen2 model and its tokenizer.
+    """Build a randomly initialised tiny Qwen2 model and its tokenizer.
 
     Args:
         seed: Seed for the weight initialisation.
