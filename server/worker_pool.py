@@ -18,13 +18,11 @@ Scheduling keeps one session's slow statements from slowing another's:
   for the sessions whose queries are cheap, and the heavy tenant gets a new
   worker instead.
 
-Why a pool of our own, over the standard library: pebble's ``ProcessPool``,
-``concurrent.futures.ProcessPoolExecutor`` and loky hand each job through
-feeder threads and queues, which for sub-millisecond QUERY steps is most of a
-step; they cannot wait on a worker from asyncio without a thread, grow only
-for slow jobs, serve the lightest tenant first, or start workers with fork and
-exec (safe in a trainer that has CUDA loaded). docs/benchmarks.md measures the
-round trips side by side.
+Why a pool of our own: pebble, loky and ``ProcessPoolExecutor`` hand each job
+through feeder threads and queues (most of a sub-millisecond step), and cannot
+await a worker without a thread, grow only for slow jobs, serve the lightest
+tenant first or start workers by fork and exec (safe after CUDA is loaded);
+docs/benchmarks.md measures the round trips side by side.
 """
 
 import asyncio
