@@ -298,7 +298,15 @@ class WorkerPool:
         worker = self._take_or_wait(tenant, deliver)
         if worker is not None:
             return worker
-        return await future
+        try:
+            return await future
+        except asyncio.CancelledError:
+            # Cancelled after its worker came but before this task resumed (a
+            # TaskGroup whose other job failed): the worker is still this
+            # task's, and nobody else would ever give it back.
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self._release(future.result(), tenant, time.monotonic())
+            raise
 
     def _take_or_wait(
         self, tenant: Tenant, deliver: Callable[[WorkerChannel | Exception], bool]
