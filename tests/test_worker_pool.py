@@ -224,3 +224,17 @@ def test_a_task_cancelled_as_a_worker_reaches_it_gives_the_worker_back(db) -> No
         assert pool.busy == 0
     finally:
         pool.close()
+
+
+def test_closing_while_workers_start_leaves_none_running() -> None:
+    before = {p.pid for p in psutil.Process().children()}
+
+    def new_workers() -> list[int]:
+        now = {p.pid for p in psutil.Process().children()}
+        return [pid for pid in now - before if running(pid)]
+
+    pool = WorkerPool(PoolSettings(workers=2, max_workers=2))
+    # Their processes exist; they are starting (imports take a while).
+    wait_until(lambda: len(new_workers()) == 2)
+    pool.close()
+    assert new_workers() == []
