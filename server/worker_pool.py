@@ -183,7 +183,11 @@ class WorkerPool:
         return self._unwrap(reply)
 
     def close(self) -> None:
-        """Stop every worker; jobs still running fail. Safe to call twice."""
+        """Stop every worker; jobs still running fail. Safe to call twice.
+
+        Workers still starting are stopped as they come up, and close waits
+        for them: once it returns, none of the pool's processes runs.
+        """
         with self._lock:
             self._closed = True
             workers = [*self._idle, *self._busy]
@@ -195,6 +199,8 @@ class WorkerPool:
         for worker in workers:
             worker.kill()
             worker.reap()
+        if self._spawner.is_alive():
+            self._spawner.join(START_TIMEOUT_S)
 
     # ------------------------------------------------------- running a job
 
@@ -296,7 +302,15 @@ class WorkerPool:
         worker = self._take_or_wait(tenant, deliver)
         if worker is not None:
             return worker
-        return await future
+        try:
+            return await future
+        except asyncio.CancelledError:
+            # Cancelled after its worker came but before this task resumed (a
+            # TaskGroup whose other job failed): the worker is still this
+            # task's, and nobody else would ever give it back.
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self._release(future.result(), tenant, time.monotonic())
+            raise
 
     def _take_or_wait(
         self, tenant: Tenant, deliver: Callable[[WorkerChannel | Exception], bool]
@@ -478,10 +492,15 @@ class WorkerPool:
                 # The pool cannot grow now: the reserve goes to whoever waits.
                 self._dispatch(reserve=False)
                 return
-            worker.idle_since = time.monotonic()
-            self._idle.append(worker)
-            self._dispatch()
-            self._wake.notify_all()
+            if not self._closed:
+                worker.idle_since = time.monotonic()
+                self._idle.append(worker)
+                self._dispatch()
+                self._wake.notify_all()
+                return
+        # Started while the pool closed: close() never saw it, nobody else will.
+        worker.kill()
+        worker.reap()
 
 
 _shared: WorkerPool | None = None

@@ -190,3 +190,51 @@ def test_a_heavy_tenant_alone_with_one_idle_worker_is_served(db) -> None:
         assert answered.wait(30.0), "a heavy tenant's job was never served"
     finally:
         pool.close()
+
+
+def served_within(pool: WorkerPool, db: str, limit_s: float) -> bool:
+    """Whether a cheap job is answered within ``limit_s`` (a failure bound)."""
+    answered = threading.Event()
+
+    def cheap() -> None:
+        if pool.run(job(db), 5.0).view.rows == (("100",),):
+            answered.set()
+
+    threading.Thread(target=cheap, daemon=True).start()
+    return answered.wait(limit_s)
+
+
+def test_a_task_cancelled_as_a_worker_reaches_it_gives_the_worker_back(db) -> None:
+    # One worker and no room to grow. A TaskGroup's first job holds the worker
+    # and fails; releasing it hands the worker to the group's waiting second
+    # job just as the group cancels that job for the first one's failure.
+    pool = WorkerPool(PoolSettings(workers=1, max_workers=1))
+    pool.wait_ready()
+    try:
+
+        async def group() -> None:
+            with pytest.raises(ExceptionGroup) as failed:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(pool.run_async(job(db, "SELECT nope FROM t"), 5.0))
+                    tg.create_task(pool.run_async(job(db), 5.0))
+            assert failed.value.subgroup(QueryError) is not None
+
+        asyncio.run(group())
+        assert served_within(pool, db, 30.0), "the only worker was never given back"
+        assert pool.busy == 0
+    finally:
+        pool.close()
+
+
+def test_closing_while_workers_start_leaves_none_running() -> None:
+    before = {p.pid for p in psutil.Process().children()}
+
+    def new_workers() -> list[int]:
+        now = {p.pid for p in psutil.Process().children()}
+        return [pid for pid in now - before if running(pid)]
+
+    pool = WorkerPool(PoolSettings(workers=2, max_workers=2))
+    # Their processes exist; they are starting (imports take a while).
+    wait_until(lambda: len(new_workers()) == 2)
+    pool.close()
+    assert new_workers() == []
