@@ -18,11 +18,11 @@ from sql_env.server.errors import (
     QueryTimeoutError,
     SQLEnvError,
     UnknownTableError,
+    WorkerError,
 )
 from sql_env.server.question_bank import Question, QuestionBank, Table
 from sql_env.server.sandbox import is_utf8
 from sql_env.server.verifier import Verdict
-from sql_env.server.worker_pool import WorkerError
 from sql_env.server.worker_protocol import (
     CheckAnswer,
     CheckSQL,

@@ -33,3 +33,7 @@ class UnknownTableError(SQLEnvError):
 
 class AnswerFormatError(SQLEnvError):
     """ANSWER's argument cannot be checked as sent (too long, unreadable)."""
+
+
+class WorkerError(RuntimeError):
+    """A SQL worker failed on a job for a reason that is not the agent's (a bug)."""

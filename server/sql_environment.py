@@ -27,9 +27,7 @@ from sql_env.server.episode_choice import (
     reset_options,
 )
 from sql_env.server.episode_record import EpisodeRecord
-from sql_env.server.errors import (
-    SQLEnvError,
-)
+from sql_env.server.errors import SQLEnvError, WorkerError
 from sql_env.server.question_bank import (
     DEFAULT_DATA_DIR,
     DEFAULT_DATASET,
@@ -42,7 +40,7 @@ from sql_env.server.question_bank import (
 from sql_env.server.sandbox import QUERY_TIMEOUT_S
 from sql_env.server.task_api import playable_splits, task_spec, tasks_of
 from sql_env.server.verifier import Verdict
-from sql_env.server.worker_pool import WorkerError, WorkerPool, shared_pool
+from sql_env.server.worker_pool import WorkerPool, shared_pool
 from sql_env.server.worker_protocol import (
     QueryOutcome,
 )

@@ -37,10 +37,14 @@ from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sql_env.server.errors import QueryTimeoutError, ResourceLimitError
+from sql_env.server.errors import (
+    QueryTimeoutError,
+    ResourceLimitError,
+    WorkerError,
+)
 from sql_env.server.worker_channel import WorkerChannel
 from sql_env.server.worker_protocol import Job, Ready, WorkerFailure
-from sql_env.server.worker_settings import PoolSettings
+from sql_env.server.worker_settings import PoolSettings, PoolStats
 
 logger = logging.getLogger(__name__)
 
@@ -55,21 +59,6 @@ USAGE_HALF_LIFE_S = 10.0
 RESERVED_IDLE = 1  # idle workers kept from heavy tenants while the pool can grow
 
 Tenant = Hashable
-
-
-class WorkerError(RuntimeError):
-    """A worker failed on a job for a reason that is not the agent's (a bug)."""
-
-
-@dataclass
-class PoolStats:
-    """Counters for tests, benchmarks and logs."""
-
-    started: int = 0
-    killed: int = 0
-    died: int = 0
-    jobs: int = 0
-    failures: int = 0
 
 
 @dataclass(eq=False)
@@ -113,8 +102,6 @@ class WorkerPool:
         )
         if start:
             self.start()
-
-    # --------------------------------------------------------------- public
 
     def start(self) -> None:
         """Start the base workers in the background; safe to call twice."""
@@ -202,8 +189,6 @@ class WorkerPool:
         if self._spawner.is_alive():
             self._spawner.join(START_TIMEOUT_S)
 
-    # ------------------------------------------------------- running a job
-
     @contextlib.contextmanager
     def _holding(
         self, worker: WorkerChannel, tenant: Tenant, timeout_s: float
@@ -247,8 +232,6 @@ class WorkerPool:
     def _count(self, name: str) -> None:
         with self._lock:
             setattr(self.stats, name, getattr(self.stats, name) + 1)
-
-    # ---------------------------------------------------- taking a worker
 
     def _acquire(self, tenant: Tenant) -> WorkerChannel:
         got: list[WorkerChannel | Exception] = []
@@ -371,8 +354,6 @@ class WorkerPool:
         else:
             self._usage[tenant] = (usage, now)
 
-    # -------------------------------------------------- giving a worker back
-
     def _release(self, worker: WorkerChannel, tenant: Tenant, started: float) -> None:
         with self._lock:
             now = time.monotonic()
@@ -392,8 +373,6 @@ class WorkerPool:
             self._charge(tenant, started, time.monotonic())
             self._doomed.append(worker)
             self._wake.notify_all()
-
-    # -------------------------------------------------------- the spawner
 
     def _maintain(self) -> None:
         """Keep the base size, grow for slow jobs, reap and retire."""

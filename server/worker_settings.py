@@ -1,4 +1,5 @@
-"""How many SQL workers a pool keeps, may grow to, and what each may use.
+"""How many SQL workers a pool keeps, may grow to, what each may use, and
+what the pool counts.
 
 The defaults come from the machine: the cores this process may run on (so SQL
 runs on every core) and the memory its container may use (so all workers'
@@ -60,3 +61,14 @@ class PoolSettings:
             return max(self.workers, self.max_workers)
         fit = int(memory_limit_bytes() * MEMORY_SHARE) // (self.memory_mb * 2**20)
         return max(self.workers, fit)
+
+
+@dataclass
+class PoolStats:
+    """A pool's counters, for tests, benchmarks and logs."""
+
+    started: int = 0
+    killed: int = 0
+    died: int = 0
+    jobs: int = 0
+    failures: int = 0

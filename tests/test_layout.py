@@ -410,3 +410,20 @@ def test_no_private_openenv_name_is_used_anywhere() -> None:
     assert "client.py" in sources and "scripts/stage_space.py" in sources
     uses = {name: private_openenv_uses(text) for name, text in sources.items()}
     assert {name: found for name, found in uses.items() if found} == {}
+
+
+def test_every_module_stays_under_500_lines() -> None:
+    # One concept per module: a module past this size holds two.
+    sources = [
+        p
+        for p in REPO.rglob("*.py")
+        if not p.relative_to(REPO).parts[0].startswith((".", "build", "outputs"))
+        and p.relative_to(REPO).parts[0] not in ("tests", "data", "runs")
+    ]
+    assert len(sources) > 50
+    too_long = {
+        str(p.relative_to(REPO)): n
+        for p in sources
+        if (n := len(p.read_text().splitlines())) >= 500
+    }
+    assert not too_long
