@@ -14,12 +14,12 @@ import pytest
 
 from sql_env.training.overfit import SUMMARY, run_overfit
 
-# Measured (docs/training.md), seeds 0-3: greedy success 3 or 4 of 4 after GRPO;
-# sampled success over the last 10 steps 0.56-0.92, up 0.37-0.66 from the first
+# Measured (docs/training.md), seeds 0-3: greedy success 4 of 4 after GRPO;
+# sampled success over the last 10 steps 0.71-0.88, up 0.15-0.53 from the first
 # 3 steps. The test runs seed 0.
 MIN_SUCCESS_AFTER_GRPO = 0.75
-MIN_FINAL_SAMPLED_SUCCESS = 0.5
-MIN_RISE = 0.3
+MIN_FINAL_SAMPLED_SUCCESS = 0.6
+MIN_RISE = 0.1
 
 
 @pytest.mark.slow

@@ -45,7 +45,12 @@ class OverfitSettings:
     Every GRPO step plays every question ``num_generations`` times. Sampling
     at temperature 0.5 keeps a tiny model's rollouts close enough to the warm
     start that some succeed from the first steps; the KL term (``beta``)
-    keeps a bad step from undoing the tool-call format. A model this small
+    keeps a bad step from undoing the tool-call format. The completion budget
+    holds a whole gold trajectory (DESCRIBE, QUERY, ANSWER and their results):
+    TRL ends a rollout at a tool result that would pass it, unrewarded and
+    uncounted as clipped, so a smaller budget pays only rollouts that skip the
+    exploration the warm start taught. The warm start is short of perfect, so
+    GRPO has something to learn. A model this small
     runs fastest on one CPU thread (``torch_threads``, None: torch's default):
     several threads mostly wait on each other.
     """
@@ -54,14 +59,14 @@ class OverfitSettings:
     torch_threads: int | None = 1
     n_questions: int = 4
     seed: int = 0
-    sft_steps: int = 30
+    sft_steps: int = 35
     sft_learning_rate: float = 5e-3
     grpo_steps: int = 50
     learning_rate: float = 1e-3
     num_generations: int = 4
     temperature: float = 0.5
     beta: float = 0.05
-    max_completion_length: int = 128
+    max_completion_length: int = 512
     max_turns: int = 4
     eval_max_new_tokens: int = 96
 

@@ -78,7 +78,9 @@ _GPU = Recipe(
 )
 
 RECIPES: dict[str, Recipe] = {
-    # The tiny offline model: shows the pipeline, in minutes.
+    # The tiny offline model: shows the pipeline, in minutes. Its tokenizer spends
+    # more tokens per character than Qwen's, so one DESCRIBE result can fill a
+    # small budget, and TRL ends a rollout at a tool result that would pass it.
     "cpu": Recipe(
         device="cpu",
         model="tiny",
@@ -86,7 +88,7 @@ RECIPES: dict[str, Recipe] = {
         per_device_train_batch_size=4,
         num_generations=4,
         gradient_accumulation_steps=1,
-        max_completion_length=96,
+        max_completion_length=512,
         max_turns=4,
         gradient_checkpointing=False,
         beta=0.0,
